@@ -1,0 +1,156 @@
+"""The ``mlops`` command.
+
+Exit codes: 0 success, 1 a check failed (later: drift found, verify failed),
+2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from . import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 too; keep its format, name the command
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _size(text: str) -> int:
+    """Parse '65536', '64K', '64KiB', '8M', '1G' into bytes."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    try:
+        if t and t[-1] in mult:
+            return int(float(t[:-1]) * mult[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 65536, 64K or 8MiB, got {text!r}") from None
+
+
+def _params(args):
+    from .kernels.cdc import CdcParams
+
+    return CdcParams(args.avg_size, args.min_size, args.max_size)
+
+
+def cmd_chunk(args) -> int:
+    from .chunking import chunk_file, file_id
+
+    t0 = time.perf_counter()
+    table = chunk_file(args.file, _params(args), backend=args.backend,
+                       progress=None if not args.json else False)
+    dt = time.perf_counter() - t0
+    size = int(sum(table.column("length").to_pylist())) if table.num_rows else 0
+    summary = {
+        "file": args.file,
+        "size": size,
+        "chunks": table.num_rows,
+        "file_id": file_id(table).hex(),
+        "seconds": round(dt, 6),
+    }
+    if args.json:
+        summary["chunk_list"] = [
+            {"offset": o, "length": n, "id": i.hex()}
+            for o, n, i in zip(table.column("offset").to_pylist(), table.column("length").to_pylist(),
+                               table.column("id").to_pylist())
+        ]
+        json.dump(summary, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        rate = size / dt / 1e6 if dt > 0 else float("inf")
+        print(f"{args.file}: {size} bytes in {table.num_rows} chunks, "
+              f"file id {summary['file_id'][:16]}…, {rate:.0f} MB/s")
+    return EXIT_OK
+
+
+def cmd_backends(args) -> int:
+    from . import kernels as K
+
+    rows = []
+    for k in K.kernels():
+        usable = K.usable_backends(k)
+        rows.append({"kernel": k, "backends": K.backends(k), "usable": usable,
+                     "selected": K.resolve(k) if usable else None})
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        for r in rows:
+            marks = [f"{b}{'*' if b == r['selected'] else ''}{'' if b in r['usable'] else ' (unusable)'}"
+                     for b in r["backends"]]
+            print(f"{r['kernel']:<12} {', '.join(marks)}")
+        print("(* = selected; force with MLOPS_BACKEND=name or MLOPS_BACKEND=kernel=name)")
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(size_mib=args.size_mib, workdir=args.dir, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="mlops",
+        description="mlops-engine: versioned data, MPI training, artifact registry and "
+        "drift monitoring for HPC clusters.",
+        epilog="Run 'mlops COMMAND --help' for the options of a command.",
+    )
+    p.add_argument("--version", action="version", version=f"mlops-engine {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    c = sub.add_parser("chunk", help="split a file into content-defined chunks and hash them",
+                       description="Split FILE into content-defined chunks (gear hash) and print "
+                       "their BLAKE3 ids. The same bytes give the same chunks on any machine.")
+    c.add_argument("file", help="a regular file")
+    c.add_argument("--avg-size", type=_size, default=64 * 1024,
+                   help="target chunk size, a power of two (default 64KiB)")
+    c.add_argument("--min-size", type=_size, default=None, help="minimum chunk size (default avg/8)")
+    c.add_argument("--max-size", type=_size, default=None, help="maximum chunk size (default avg*2)")
+    c.add_argument("--backend", choices=["cython", "numba", "reference"], default=None,
+                   help="force a chunker backend (default: fastest usable)")
+    c.add_argument("--json", action="store_true", help="print every chunk as JSON")
+    c.set_defaults(func=cmd_chunk)
+
+    b = sub.add_parser("backends", help="list kernels and the backends usable here",
+                       description="List every kernel with its backends, which of them load on "
+                       "this machine and which one is selected.")
+    b.add_argument("--json", action="store_true", help="machine-readable output")
+    b.set_defaults(func=cmd_backends)
+
+    d = sub.add_parser("demo", help="run the end-to-end demo",
+                       description="Generate a file, chunk it, edit it, chunk it again and show "
+                       "how many chunks were reused (deduplication).")
+    d.add_argument("--size-mib", type=int, default=64, help="size of the generated file (default 64)")
+    d.add_argument("--dir", default=None, help="work directory (default: a temporary one, removed)")
+    d.add_argument("--seed", type=int, default=0, help="random seed of the generated data")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except (FileNotFoundError, IsADirectoryError, PermissionError, ValueError, TypeError) as exc:
+        print(f"mlops {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `mlops chunk --json f | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
