@@ -1,7 +1,8 @@
 """The ``mlops`` command.
 
-Exit codes: 0 success, 1 a check failed (later: drift found, verify failed),
-2 bad usage or input.
+Exit codes: 0 success; 1 a check failed (verify found corruption, diff
+--exit-code found differences; later: drift found); 2 bad usage or input; 3 the
+store is damaged or an I/O error (disk full) stopped the command.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 
 from . import __version__
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", default=None, help="work directory (default: a temporary one, removed)")
     d.add_argument("--seed", type=int, default=0, help="random seed of the generated data")
     d.set_defaults(func=cmd_demo)
+
+    from .cli_data import add_parser as add_data_parser
+
+    add_data_parser(sub, _Parser)
     return p
 
 
@@ -142,11 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    from .store.errors import StoreCorruption, StoreError, StoreFormatError
+
+    cmd = " ".join(x for x in (args.command, getattr(args, "data_command", None)) if x)
     try:
         return args.func(args)
-    except (FileNotFoundError, IsADirectoryError, PermissionError, ValueError, TypeError) as exc:
-        print(f"mlops {args.command}: error: {exc}", file=sys.stderr)
+    except (StoreCorruption, StoreFormatError) as exc:
+        print(f"mlops {cmd}: store error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError,
+            TypeError, KeyError, StoreError) as exc:
+        print(f"mlops {cmd}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # ENOSPC, EIO, ...: the store is left as it was
+        print(f"mlops {cmd}: I/O error: {exc}; the store is unchanged", file=sys.stderr)
+        return EXIT_STORE
     except BrokenPipeError:  # `mlops chunk --json f | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

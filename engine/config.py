@@ -16,3 +16,24 @@ READ_BLOCK_SIZE = 16 << 20
 def store_root() -> str:
     """Default store location: ``$MLOPS_HOME`` or ``./.mlops``."""
     return os.environ.get("MLOPS_HOME") or os.path.join(os.getcwd(), ".mlops")
+
+
+#: Chunk sizes for manifests and other metadata blobs stored in the store. Small
+#: chunks keep the growth of a manifest after a few edits to a few KiB.
+META_CHUNK_AVG_SIZE = 4096
+META_CHUNK_MIN_SIZE = 1024
+META_CHUNK_MAX_SIZE = 16384
+
+
+def cache_dir() -> str:
+    """Host-local cache directory (stat caches): ``$MLOPS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/mlops-engine``, else ``~/.cache/mlops-engine``.
+
+    It is kept out of the store on purpose: a store may sit on a shared file
+    system, while what the cache records (inodes, mtimes) is true of one host only.
+    """
+    d = os.environ.get("MLOPS_CACHE_DIR")
+    if not d:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        d = os.path.join(base, "mlops-engine")
+    return d

@@ -18,3 +18,9 @@ def random_bytes(n: int, seed: int = 0) -> bytes:
 
 # Small sizes so that short inputs hold many chunks and every rule is exercised.
 SMALL = CdcParams(avg_size=256, min_size=64, max_size=1024)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache_dir(tmp_path_factory, monkeypatch):
+    """Stat caches of tests go to a temporary directory, never to ~/.cache."""
+    monkeypatch.setenv("MLOPS_CACHE_DIR", str(tmp_path_factory.mktemp("mlops-cache")))

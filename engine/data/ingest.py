@@ -1,0 +1,395 @@
+"""``snapshot``: version a directory, a file, or an Arrow table into the store.
+
+Pipeline: the tree is walked (links recorded, never followed); files whose stat
+matches the stat cache are taken from it; the others go to a thread pool where
+each worker reads its file in blocks, chunks it (Cython, no GIL), hashes the
+chunks (BLAKE3, no GIL), skips chunks the store already has, compresses the rest
+where that pays and appends them to the current pack. A background thread
+fsyncs and publishes full packs while the next one fills. The version record is
+written last, with put-if-absent, after every pack it needs is durable: a crash
+at any point leaves the store as it was, plus garbage that ``gc`` removes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import blake3
+import numpy as np
+
+from ..chunking import default_workers
+from ..kernels.cdc import Chunker
+from ..progress import Progress
+from ..store import Store
+from ..store.pack import compress
+from ..store.store import check_name, now_iso, who
+from . import manifest as mf
+from .statcache import StatCache, stat_key
+from .version import KIND, Version, latest
+
+READ_BLOCK = 8 << 20
+BATCH_FILES = 64
+BATCH_BYTES = 16 << 20
+
+
+class FileChangedError(RuntimeError):
+    """A file kept changing while the snapshot read it."""
+
+
+class FileVanishedError(FileNotFoundError):
+    """A file listed by the walk was gone when the snapshot came to read it."""
+
+
+@dataclass
+class _Entry:
+    rel: str
+    abspath: str
+    kind: str  # "file" | "symlink"
+    st: os.stat_result
+    target: str | None = None
+
+
+def open_store(store) -> Store:
+    return store if isinstance(store, Store) else Store(store)
+
+
+def _is_table_like(obj) -> bool:
+    import pyarrow as pa
+
+    return isinstance(obj, (pa.Table, pa.RecordBatch)) or (
+        type(obj).__name__ == "DataFrame" and hasattr(obj, "columns")
+    )
+
+
+# ---------------------------------------------------------------------- walking
+
+
+def _walk(root: str, exclude: str | None) -> tuple[list[_Entry], list[str]]:
+    """Regular files and symlinks under ``root`` (links are not followed); skipped paths."""
+    out: list[_Entry] = []
+    skipped: list[str] = []
+    stack = [("", root)]
+    while stack:
+        rel_dir, abs_dir = stack.pop()
+        try:
+            it = list(os.scandir(abs_dir))
+        except PermissionError:
+            raise PermissionError(f"cannot list directory {abs_dir!r}: permission denied") from None
+        for de in it:
+            rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"file name is not valid UTF-8: {os.fsencode(de.path)!r}") from None
+            try:
+                st = de.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # vanished between listing and stat: not part of this snapshot
+            if stat.S_ISLNK(st.st_mode):
+                out.append(_Entry(rel, de.path, "symlink", st, os.readlink(de.path)))
+            elif stat.S_ISDIR(st.st_mode):
+                if exclude is not None and os.path.realpath(de.path) == exclude:
+                    continue
+                stack.append((rel, de.path))
+            elif stat.S_ISREG(st.st_mode):
+                out.append(_Entry(rel, de.path, "file", st))
+            else:
+                skipped.append(rel)  # fifo, socket, device
+    out.sort(key=lambda e: e.rel.encode())
+    return out, skipped
+
+
+# ---------------------------------------------------------------------- reading files
+
+
+class _ChunkSink:
+    """Deduplicates and stores new chunks; shared by the worker threads."""
+
+    def __init__(self, store: Store, writer):
+        self.store = store
+        self.writer = writer
+        self.pending: set[bytes] = set()
+        self.lock = threading.Lock()
+        self.new_bytes = 0
+
+    def offer(self, ids: list[bytes], views: list[memoryview]) -> None:
+        if not ids:
+            return
+        known = self.store.index.contains(ids)
+        for cid, view, have in zip(ids, views, known):
+            if have:
+                continue
+            with self.lock:
+                if cid in self.pending:
+                    continue
+                self.pending.add(cid)
+            codec, payload = compress(view)
+            self.writer.add(cid, len(view), codec, payload)
+            with self.lock:
+                self.new_bytes += len(view)
+
+
+def _read_file(e: _Entry, store: Store, sink: _ChunkSink, tries: int = 3):
+    """Chunk, hash and store one file; returns (stat, file_id, chunks).
+
+    The file is stat-ed before and after it is read (through the descriptor and by
+    path); if its size, mtime or inode changed, it is read again, and after
+    ``tries`` attempts :class:`FileChangedError` is raised. A file is never
+    recorded with an id that does not match one consistent state of its bytes.
+    """
+    for _ in range(tries):
+        try:
+            fd = os.open(e.abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            raise FileVanishedError(f"file vanished during the snapshot: {e.abspath!r}") from None
+        except PermissionError:
+            raise PermissionError(f"cannot read {e.abspath!r}: permission denied") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # replaced by a symlink since the walk
+                raise FileChangedError(f"{e.abspath!r} became a symlink during the snapshot") from None
+            raise
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            st0 = os.fstat(fd)
+            chunker = Chunker(store.params)
+            chunks: list[tuple[bytes, int]] = []
+            carry = b""  # bytes since the last cut, from earlier blocks
+            total = 0
+            while True:
+                # Read no further than the size seen at open: a file that grows while
+                # it is read (a live log) must not keep this loop going; the stat
+                # check below sees the growth and reads it again.
+                block = f.read(min(READ_BLOCK, st0.st_size - total)) if total < st0.st_size else b""
+                total += len(block)
+                cuts = chunker.update(block) if block else chunker.finish()
+                bstart = chunker.offset - len(block)  # stream offset of block[0]
+                mv = memoryview(block)
+                prev = bstart - len(carry)  # stream offset where the next chunk starts
+                ids, views = [], []
+                for c in cuts.tolist():
+                    # Only a chunk that straddles blocks is copied; the rest are views.
+                    if prev < bstart:
+                        v = memoryview(carry + block[:c - bstart])
+                    else:
+                        v = mv[prev - bstart:c - bstart]
+                    cid = blake3.blake3(v).digest()
+                    ids.append(cid)
+                    views.append(v)
+                    chunks.append((cid, len(v)))
+                    prev = c
+                sink.offer(ids, views)
+                carry = carry + block if prev < bstart else bytes(mv[prev - bstart:])
+                if not block:
+                    break
+            st1 = os.fstat(fd)
+        try:
+            st2 = os.stat(e.abspath, follow_symlinks=False)
+        except FileNotFoundError:
+            raise FileVanishedError(f"file vanished during the snapshot: {e.abspath!r}") from None
+        same = (stat_key(st0)[:2] == stat_key(st1)[:2] and st1.st_ino == st2.st_ino
+                and stat_key(st1)[:2] == stat_key(st2)[:2] and total == st1.st_size)
+        if same:
+            fid = blake3.blake3(b"".join(cid + n.to_bytes(8, "little") for cid, n in chunks)).digest()
+            return st1, fid, chunks
+    raise FileChangedError(
+        f"{e.abspath!r} kept changing while it was read ({tries} tries); "
+        "snapshot it when it is no longer being written"
+    )
+
+
+def _batches(entries: list[_Entry]):
+    batch, size = [], 0
+    for e in entries:
+        batch.append(e)
+        size += e.st.st_size
+        if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------------- snapshot
+
+
+def snapshot(source, name: str, message: str | None = None, *, store=None,
+             progress: bool | None = None, workers: int | None = None) -> Version:
+    """Snapshot a directory, a single file, a ``pyarrow.Table`` or a pandas DataFrame.
+
+    Parameters
+    ----------
+    source : path, pyarrow.Table or pandas.DataFrame
+        A directory (every regular file; symlinks recorded as links, never
+        followed), a regular file, or a table (stored as Parquet with content-defined
+        chunking, so that inserted and appended rows deduplicate).
+    name : str
+        Dataset name; versions are numbered per name (``name:v1``, ``name:v2``, ...).
+    message : str, optional
+        A note stored with the version.
+    store : path, URI or Store, optional
+        Default ``$MLOPS_HOME`` or ``./.mlops``.
+    progress : bool, optional
+        A progress bar on stderr; default: only if stderr is a terminal.
+    workers : int, optional
+        Reading/chunking threads (default: cores - 1, at least 1, plus this thread).
+
+    Returns
+    -------
+    Version
+        The new version, or the latest one (``unchanged=True``) if the content is
+        identical to it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "a.txt").write_text("hello")
+    5
+    >>> v = snapshot(d, name="demo", store=tempfile.mkdtemp())
+    >>> v.ref, v.files
+    ('demo:v1', 1)
+    """
+    check_name(name, "name")
+    if message is not None and not isinstance(message, str):
+        raise TypeError(f"message must be a str, got {type(message).__name__}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    st = open_store(store)
+    if _is_table_like(source):
+        return _snapshot_table(source, name, message, st)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError("source must be a directory or file path, a pyarrow.Table or a pandas "
+                        f"DataFrame; got {type(source).__name__}")
+    src = os.path.abspath(os.fspath(source))
+    try:
+        sst = os.stat(src)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"source does not exist: {src!r}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"source is a symlink loop: {src!r}") from None
+        raise
+    exclude = None
+    if st.fs.local:
+        real_src, real_store = os.path.realpath(src), os.path.realpath(st.root)
+        if real_src == real_store or real_src.startswith(real_store + os.sep):
+            raise ValueError(f"source {src!r} is the store itself or inside it ({st.root!r})")
+        if real_store.startswith(real_src + os.sep):
+            exclude = real_store  # the store lives inside the tree: leave it out
+    if stat.S_ISDIR(sst.st_mode):
+        entries, skipped = _walk(src, exclude)
+    elif stat.S_ISREG(sst.st_mode):
+        entries, skipped = [_Entry(os.path.basename(src), src, "file", sst)], []
+    else:
+        raise ValueError(f"source is neither a directory nor a regular file: {src!r}")
+
+    started_ns = time.time_ns()
+    cache = StatCache(st, src)
+    files = [e for e in entries if e.kind == "file"]
+    done: dict[str, tuple] = {}
+    for e in files:
+        hit = cache.get(e.rel, e.st)
+        if hit is not None:
+            done[e.rel] = (e.st, hit[0], hit[1])
+    if done:  # cached chunks must still be stored (gc may have dropped an old version)
+        all_ids = [cid for _, _, ch in done.values() for cid, _ in ch]
+        if all_ids and not st.index.contains(all_ids).all():
+            missing = set(np.asarray(all_ids, dtype=object)[~st.index.contains(all_ids)].tolist())
+            for rel in [r for r, (_, _, ch) in done.items() if any(c in missing for c, _ in ch)]:
+                del done[rel]
+    todo = [e for e in files if e.rel not in done]
+
+    writer = st.writer()
+    sink = _ChunkSink(st, writer)
+    nworkers = workers or default_workers() + 1  # this thread only coordinates
+    try:
+        with Progress(sum(e.st.st_size for e in todo), f"snapshot {name}", enabled=progress) as bar, \
+                ThreadPoolExecutor(nworkers, thread_name_prefix="mlops-snapshot") as pool:
+            def run(batch):
+                return [(e, _read_file(e, st, sink)) for e in batch]
+
+            inflight = set()
+            for batch in _batches(todo):
+                inflight.add(pool.submit(run, batch))
+                if len(inflight) >= 2 * nworkers:
+                    finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                    _collect(finished, done, bar)
+            while inflight:
+                finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                _collect(finished, done, bar)
+        man = mf.build([_manifest_entry(e, done) for e in entries])
+        blob = st.put_blob(mf.to_bytes(man), writer, sink.pending, small_chunks=True)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    st.absorb(writer)
+    vid = mf.version_id(man)
+    total_bytes = sum(e.st.st_size for e in files)
+    version = _commit(st, name, message, vid, blob, len(entries), total_bytes, src, "files",
+                      {"skipped": skipped, "new_bytes": sink.new_bytes})
+    cache.save([(e.rel, *done[e.rel]) for e in files], started_ns)
+    return version
+
+
+def _collect(finished, done, bar) -> None:
+    for fut in finished:
+        for e, (st1, fid, chunks) in fut.result():
+            done[e.rel] = (st1, fid, chunks)
+            bar.advance(st1.st_size, files=1)
+
+
+def _manifest_entry(e: _Entry, done: dict) -> dict:
+    if e.kind == "symlink":
+        return {"path": e.rel, "kind": "symlink", "mode": stat.S_IMODE(e.st.st_mode), "size": 0,
+                "mtime_ns": e.st.st_mtime_ns, "file_id": None, "target": e.target, "chunks": None}
+    st1, fid, chunks = done[e.rel]
+    return {"path": e.rel, "kind": "file", "mode": stat.S_IMODE(st1.st_mode), "size": st1.st_size,
+            "mtime_ns": st1.st_mtime_ns, "file_id": fid, "target": None, "chunks": chunks}
+
+
+def _commit(st: Store, name, message, vid, blob, nfiles, nbytes, source, fmt, extra) -> Version:
+    cur = latest(st, name)
+    if cur is not None and cur.id == vid:
+        cur.unchanged = True
+        return cur
+
+    def make(number, parent):
+        rec = {"format_version": 1, "kind": KIND, "format": fmt, "name": name, "number": number,
+               "id": vid, "parent": parent["id"] if parent else None, "message": message,
+               "created": now_iso(), "source": source, "files": nfiles, "bytes": nbytes,
+               "manifest": blob}
+        rec.update(who())
+        rec.update(extra)
+        return rec
+
+    rec = st.commit_record(KIND, name, make)
+    return Version.from_record(rec, st)
+
+
+def _snapshot_table(table, name, message, st: Store) -> Version:
+    from .tables import as_arrow_table, table_to_parquet_bytes
+
+    t = as_arrow_table(table)
+    data = table_to_parquet_bytes(t)
+    writer = st.writer()
+    try:
+        pending: set = set()
+        fblob = st.put_blob(data, writer, pending)
+        chunks = [(bytes.fromhex(c), n) for c, n in fblob["chunks"]]
+        entry = {"path": "data.parquet", "kind": "file", "mode": 0o644, "size": len(data),
+                 "mtime_ns": 0, "file_id": bytes.fromhex(fblob["id"]), "target": None,
+                 "chunks": chunks}
+        man = mf.build([entry])
+        blob = st.put_blob(mf.to_bytes(man), writer, pending, small_chunks=True)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    st.absorb(writer)
+    return _commit(st, name, message, mf.version_id(man), blob, 1, len(data), "<table>", "table",
+                   {"num_rows": t.num_rows, "columns": t.column_names})

@@ -1,0 +1,219 @@
+"""Pack files and their sorted indexes (format version 1; see docs/formats.md).
+
+A pack holds chunk records back to back after a 16-byte header. Each record is a
+48-byte record header (chunk id, codec, raw and stored lengths) followed by the
+stored payload. The index beside a pack lists every record sorted by chunk id,
+in fixed 56-byte entries, and ends with a BLAKE3 of all bytes before it. A pack
+counts as published only once its index exists. A pack with no index is garbage
+from a crashed writer, and ``gc`` removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import blake3
+import numpy as np
+
+from .errors import StoreCorruption
+
+FORMAT_VERSION = 1
+PACK_MAGIC = b"MLOPSPK\0"
+INDEX_MAGIC = b"MLOPSIX\0"
+HEADER = struct.Struct("<8sII")  # magic, format_version, count (index) / reserved (pack)
+RECORD = struct.Struct("<32sB3xII4x")  # chunk id, codec, raw length, stored length (48 bytes)
+ENTRY_DTYPE = np.dtype(
+    [("id", "u1", (32,)), ("offset", "<u8"), ("stored", "<u4"), ("raw", "<u4"), ("codec", "u1"),
+     ("pad", "u1", (7,))]
+)
+assert RECORD.size == 48 and ENTRY_DTYPE.itemsize == 56
+FOOTER_SIZE = 32
+
+CODEC_RAW, CODEC_LZ4, CODEC_ZSTD = 0, 1, 2
+CODEC_NAMES = {CODEC_RAW: "raw", CODEC_LZ4: "lz4", CODEC_ZSTD: "zstd"}
+
+
+def pack_key(pack_id: str, ext: str) -> str:
+    return f"packs/{pack_id[:2]}/{pack_id}.{ext}"
+
+
+# ----------------------------------------------------------------------------- codecs
+
+_codecs = threading.local()
+
+
+def _codec(name: str):
+    import pyarrow as pa
+
+    c = getattr(_codecs, name, None)
+    if c is None:
+        c = pa.Codec("zstd", compression_level=3) if name == "zstd" else pa.Codec(name)
+        setattr(_codecs, name, c)
+    return c
+
+
+def compress(raw, min_saving: float = 0.10) -> tuple[int, bytes]:
+    """``(codec, payload)``: compressed only if that saves at least ``min_saving``.
+
+    lz4 goes first as a cheap probe (about 13 GB/s on incompressible data). Only
+    if lz4 saves enough is zstd tried, and the smaller payload is kept.
+    """
+    n = len(raw)
+    if n < 64:
+        return CODEC_RAW, bytes(raw)
+    limit = n * (1.0 - min_saving)
+    lz = _codec("lz4").compress(raw, asbytes=True)
+    if len(lz) > limit:
+        return CODEC_RAW, bytes(raw)
+    zs = _codec("zstd").compress(raw, asbytes=True)
+    return (CODEC_ZSTD, zs) if len(zs) < len(lz) else (CODEC_LZ4, lz)
+
+
+def decompress(codec: int, payload: bytes, raw_len: int) -> bytes:
+    if codec == CODEC_RAW:
+        return payload
+    if codec == CODEC_LZ4:
+        return _codec("lz4").decompress(payload, raw_len, asbytes=True)
+    if codec == CODEC_ZSTD:
+        return _codec("zstd").decompress(payload, raw_len, asbytes=True)
+    raise StoreCorruption(f"unknown codec {codec}")
+
+
+# ----------------------------------------------------------------------------- index
+
+
+def encode_index(entries: np.ndarray) -> bytes:
+    entries = np.sort(entries, order=["id"]) if len(entries) else entries
+    body = HEADER.pack(INDEX_MAGIC, FORMAT_VERSION, len(entries)) + entries.tobytes()
+    return body + blake3.blake3(body).digest()
+
+
+def decode_index(data: bytes, name: str) -> np.ndarray:
+    """Entries of an index file; :class:`StoreCorruption` naming the file if it is damaged."""
+    if len(data) < HEADER.size + FOOTER_SIZE:
+        raise StoreCorruption(f"index {name} is truncated ({len(data)} bytes)")
+    magic, version, count = HEADER.unpack_from(data)
+    if magic != INDEX_MAGIC:
+        raise StoreCorruption(f"index {name} has a bad magic number")
+    if version > FORMAT_VERSION:
+        raise StoreCorruption(
+            f"index {name} has format_version {version}, newer than this mlops-engine "
+            f"supports ({FORMAT_VERSION}); upgrade mlops-engine"
+        )
+    expect = HEADER.size + count * ENTRY_DTYPE.itemsize + FOOTER_SIZE
+    if len(data) != expect:
+        raise StoreCorruption(f"index {name} is truncated: {len(data)} bytes, expected {expect}")
+    body, footer = data[:-FOOTER_SIZE], data[-FOOTER_SIZE:]
+    if blake3.blake3(body).digest() != footer:
+        raise StoreCorruption(f"index {name} fails its checksum")
+    return np.frombuffer(body, dtype=ENTRY_DTYPE, offset=HEADER.size, count=count)
+
+
+# ----------------------------------------------------------------------------- writer
+
+
+class PackWriter:
+    """Appends chunk records to packs of at most ``max_bytes`` and publishes them.
+
+    Each finished pack is fsynced and published (pack renamed into place, then its
+    index) on a background thread, while the next pack is being written. Call
+    :meth:`close` to finish the last pack and wait until every pack is durable.
+    Nothing is visible to readers before its index is published.
+    """
+
+    def __init__(self, fs, max_bytes: int = 64 << 20):
+        self.fs = fs
+        self.max_bytes = max_bytes
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mlops-pack-publish")
+        self._pending: list[Future] = []
+        self._file = None
+        self.published: list[tuple[str, np.ndarray]] = []  # (pack id, entries)
+        self.bytes_written = 0
+        self._lock = threading.Lock()
+
+    def _open(self):
+        self.fs.makedirs("tmp")
+        self._tmp = f"tmp/{uuid.uuid4().hex}.pack.tmp"
+        if self.fs.local:
+            self._file = open(self.fs.path(self._tmp), "wb", buffering=1 << 20)
+        else:  # any pyarrow.fs: an output stream (a multipart upload on object stores)
+            self._file = self.fs.fs.open_output_stream(self.fs.path(self._tmp))
+        self._file.write(HEADER.pack(PACK_MAGIC, FORMAT_VERSION, 0))
+        self._offset = HEADER.size
+        self._entries: list[tuple] = []
+
+    def add(self, chunk_id: bytes, raw_len: int, codec: int, payload: bytes) -> None:
+        """Append one chunk (already deduplicated and compressed by the caller)."""
+        with self._lock:
+            if self._file is None:
+                self._open()
+            rec = RECORD.pack(chunk_id, codec, raw_len, len(payload))
+            self._file.write(rec)
+            self._file.write(payload)
+            self._entries.append((chunk_id, self._offset + RECORD.size, len(payload), raw_len, codec))
+            self._offset += RECORD.size + len(payload)
+            self.bytes_written += RECORD.size + len(payload)
+            if self._offset >= self.max_bytes:
+                self._finish_pack()
+
+    def _finish_pack(self) -> None:
+        f, tmp, entries = self._file, self._tmp, self._entries
+        self._file = None
+        if self.fs.local:
+            f.flush()
+        arr = np.zeros(len(entries), dtype=ENTRY_DTYPE)
+        if entries:
+            arr["id"] = np.frombuffer(b"".join(e[0] for e in entries), np.uint8).reshape(-1, 32)
+            arr["offset"] = [e[1] for e in entries]
+            arr["stored"] = [e[2] for e in entries]
+            arr["raw"] = [e[3] for e in entries]
+            arr["codec"] = [e[4] for e in entries]
+        self._pending.append(self._pool.submit(self._publish, f, tmp, arr))
+
+    def _publish(self, f, tmp: str, entries: np.ndarray) -> None:
+        try:
+            if self.fs.local:
+                os.fsync(f.fileno())
+        finally:
+            f.close()
+        index = encode_index(entries)
+        pack_id = blake3.blake3(index).hexdigest()[:32]
+        self.fs.rename(tmp, pack_key(pack_id, "pack"))
+        self.fs.write_atomic(pack_key(pack_id, "idx"), index)  # publishes the pack
+        self.fs.fsync_dir(f"packs/{pack_id[:2]}")
+        sorted_entries = decode_index(index, pack_id)
+        with self._lock:
+            self.published.append((pack_id, sorted_entries))
+
+    def close(self) -> list[tuple[str, np.ndarray]]:
+        """Finish the current pack and wait until every pack is published and durable."""
+        with self._lock:
+            if self._file is not None:
+                self._finish_pack()
+        try:
+            for fut in self._pending:
+                fut.result()  # re-raises ENOSPC and friends
+        finally:
+            self._pool.shutdown(wait=True)
+        return self.published
+
+    def abort(self) -> None:
+        """Drop the unfinished pack (its temporary file is removed)."""
+        with self._lock:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except Exception:  # the disk may be full: still drop the temporary
+                    pass
+                self._file = None
+                self.fs.delete(self._tmp)
+        for fut in self._pending:
+            try:
+                fut.result()
+            except Exception:
+                pass
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,408 @@
+"""The content-addressed chunk store: config, chunk index, chunk reads, blobs, version records."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import json
+import os
+import re
+import socket
+import threading
+from dataclasses import dataclass
+
+import blake3
+import numpy as np
+
+from ..kernels.cdc import CdcParams
+from .errors import StoreCorruption, StoreError, StoreFormatError, UnknownVersion
+from .fs import LocalFS, open_fs
+from .pack import (
+    ENTRY_DTYPE,
+    PackWriter,
+    compress,
+    decode_index,
+    decompress,
+    pack_key,
+)
+
+FORMAT_VERSION = 1
+CONFIG_KEY = "config.json"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def who() -> dict:
+    """Who, where and under which job a commit is made (the audit fields)."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = str(os.getuid())
+    return {"user": user, "host": socket.gethostname(), "pid": os.getpid(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+
+def check_name(name, what: str = "name") -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ValueError(
+            f"{what} must be 1-128 characters of letters, digits, '.', '_' or '-', starting "
+            f"with a letter or digit; got {name!r}"
+        )
+    return name
+
+
+def ids_to_array(ids) -> np.ndarray:
+    """A list of 32-byte ids (or an (n, 32) uint8 array) as an (n, 32) uint8 array."""
+    if isinstance(ids, np.ndarray):
+        return ids.reshape(-1, 32)
+    return np.frombuffer(b"".join(ids), dtype=np.uint8).reshape(-1, 32)
+
+
+def _prefix(ids: np.ndarray) -> np.ndarray:
+    """First 8 bytes of each id as a big-endian uint64 (sorts like the bytes)."""
+    return np.ascontiguousarray(ids[:, :8]).view(">u8").ravel().astype(np.uint64)
+
+
+class ChunkIndex:
+    """Every published chunk's location, sorted by id prefix for batched binary search.
+
+    Built from all pack indexes when the store is opened; packs published later by
+    this process are merged in with :meth:`add`.
+    """
+
+    def __init__(self):
+        self.pack_ids: list[str] = []
+        self._parts: list[tuple[int, np.ndarray]] = []
+        self._dirty = True
+        self._lock = threading.Lock()
+        self.entries = np.zeros(0, dtype=ENTRY_DTYPE)
+        self.pack_no = np.zeros(0, dtype=np.int32)
+        self.prefix = np.zeros(0, dtype=np.uint64)
+
+    def add(self, pack_id: str, entries: np.ndarray) -> None:
+        with self._lock:
+            self.pack_ids.append(pack_id)
+            self._parts.append((len(self.pack_ids) - 1, entries))
+            self._dirty = True
+
+    def _build(self) -> None:
+        with self._lock:
+            if not self._dirty:
+                return
+            if self._parts:
+                ent = np.concatenate([e for _, e in self._parts])
+                pno = np.concatenate([np.full(len(e), i, np.int32) for i, e in self._parts])
+            else:
+                ent, pno = np.zeros(0, ENTRY_DTYPE), np.zeros(0, np.int32)
+            pre = _prefix(ent["id"]) if len(ent) else np.zeros(0, np.uint64)
+            order = np.argsort(pre, kind="stable")
+            self.entries, self.pack_no, self.prefix = ent[order], pno[order], pre[order]
+            self._dirty = False
+
+    def __len__(self) -> int:
+        self._build()
+        return len(self.entries)
+
+    def locate(self, ids) -> np.ndarray:
+        """Positions in :attr:`entries` of each id, or -1 where the id is not stored."""
+        self._build()
+        q = ids_to_array(ids)
+        out = np.full(len(q), -1, dtype=np.int64)
+        if not len(q) or not len(self.entries):
+            return out
+        qp = _prefix(q)
+        pos = np.searchsorted(self.prefix, qp)
+        n = len(self.entries)
+        cand = np.minimum(pos, n - 1)
+        hit = (pos < n) & (self.prefix[cand] == qp)
+        full = hit & (self.entries["id"][cand] == q).all(axis=1)
+        out[full] = cand[full]
+        # Prefix equal, full id different: walk the run of equal prefixes (rare).
+        for i in np.flatnonzero(hit & ~full):
+            j = pos[i]
+            while j < n and self.prefix[j] == qp[i]:
+                if (self.entries["id"][j] == q[i]).all():
+                    out[i] = j
+                    break
+                j += 1
+        return out
+
+    def contains(self, ids) -> np.ndarray:
+        return self.locate(ids) >= 0
+
+
+@dataclass
+class ChunkRef:
+    pack_id: str
+    offset: int
+    stored: int
+    raw: int
+    codec: int
+
+
+class Store:
+    """A content-addressed, deduplicated chunk store at ``root``.
+
+    Parameters
+    ----------
+    root : str, os.PathLike or None
+        A local path (default ``$MLOPS_HOME`` or ``./.mlops``), a ``file://`` URI, or
+        any ``pyarrow.fs`` URI such as ``s3://bucket/prefix``.
+    create : bool
+        Create the store if it does not exist (default True).
+    params : CdcParams, optional
+        Chunk sizes of a new store (fixed for its lifetime, so that versions dedup).
+    pack_max_bytes : int
+        Pack size limit of a new store (default 64 MiB).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> s = Store(tempfile.mkdtemp() + "/store")
+    >>> s.config["format_version"]
+    1
+    """
+
+    def __init__(self, root=None, create: bool = True, params: CdcParams | None = None,
+                 pack_max_bytes: int = 64 << 20):
+        from .. import config
+
+        if isinstance(root, Store):
+            raise TypeError("pass the Store itself, not Store(Store)")
+        self.fs = open_fs(root if root is not None else config.store_root())
+        self.root = self.fs.root
+        if self.fs.local and os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise NotADirectoryError(f"store root exists and is not a directory: {self.root!r}")
+        if not self.fs.exists(CONFIG_KEY):
+            if not create:
+                raise FileNotFoundError(f"no store at {self.root!r} (create it with a snapshot)")
+            if isinstance(pack_max_bytes, bool) or not isinstance(pack_max_bytes, int) or pack_max_bytes < 1024:
+                raise ValueError(f"pack_max_bytes must be an integer >= 1024, got {pack_max_bytes!r}")
+            self._create(params or CdcParams(), pack_max_bytes)
+        self.config = self._read_config()
+        c = self.config["chunking"]
+        self.params = CdcParams(c["avg_size"], c["min_size"], c["max_size"])
+        self.pack_max_bytes = int(self.config.get("pack_max_bytes", 64 << 20))
+        self._index: ChunkIndex | None = None
+        self._fds: dict[str, int] = {}
+        self._fd_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ config
+    def _create(self, params: CdcParams, pack_max_bytes: int) -> None:
+        from ..kernels.gear import GEAR_CONTEXT
+
+        cfg = {
+            "format": "mlops-engine store",
+            "format_version": FORMAT_VERSION,
+            "created": now_iso(),
+            "chunking": {"algorithm": "gear-cdc", "gear": GEAR_CONTEXT,
+                         "avg_size": params.avg_size, "min_size": params.min_size,
+                         "max_size": params.max_size},
+            "hash": "blake3-256",
+            "pack_max_bytes": pack_max_bytes,
+        }
+        self.fs.makedirs("")
+        self.fs.create_exclusive(CONFIG_KEY, json.dumps(cfg, indent=1).encode())
+
+    def _read_config(self) -> dict:
+        try:
+            cfg = json.loads(self.fs.read_bytes(CONFIG_KEY))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StoreCorruption(f"{self.root}/{CONFIG_KEY} is not valid JSON: {exc}") from None
+        v = cfg.get("format_version")
+        if not isinstance(v, int):
+            raise StoreFormatError(f"{self.root}/{CONFIG_KEY} has no format_version")
+        if v > FORMAT_VERSION:
+            raise StoreFormatError(
+                f"store {self.root!r} has format_version {v}, newer than this mlops-engine "
+                f"supports ({FORMAT_VERSION}); upgrade mlops-engine"
+            )
+        return cfg
+
+    # ------------------------------------------------------------------ index
+    def pack_ids(self) -> list[str]:
+        """Ids of the published packs (those with an index)."""
+        out = []
+        for d in self.fs.list("packs"):
+            for f in self.fs.list(f"packs/{d}"):
+                if f.endswith(".idx"):
+                    out.append(f[:-4])
+        return sorted(out)
+
+    def read_index(self, pack_id: str) -> np.ndarray:
+        key = pack_key(pack_id, "idx")
+        return decode_index(self.fs.read_bytes(key), key)
+
+    @property
+    def index(self) -> ChunkIndex:
+        if self._index is None:
+            idx = ChunkIndex()
+            for pid in self.pack_ids():
+                try:
+                    idx.add(pid, self.read_index(pid))
+                except StoreCorruption as exc:
+                    raise StoreCorruption(f"{exc}; run `mlops data verify` for a full report") from None
+            self._index = idx
+        return self._index
+
+    def reload(self) -> None:
+        """Forget the cached index (another process may have published packs)."""
+        self._index = None
+        self.close()
+
+    def writer(self) -> PackWriter:
+        return PackWriter(self.fs, self.pack_max_bytes)
+
+    def absorb(self, writer: PackWriter) -> None:
+        """Merge the packs that ``writer`` published into the in-memory index."""
+        for pid, entries in writer.published:
+            self.index.add(pid, entries)
+
+    # ------------------------------------------------------------------ reads
+    def locate(self, chunk_id: bytes) -> ChunkRef:
+        pos = int(self.index.locate([chunk_id])[0])
+        if pos < 0:
+            raise StoreCorruption(f"chunk {chunk_id.hex()} is referenced but not stored")
+        e = self.index.entries[pos]
+        return ChunkRef(self.index.pack_ids[self.index.pack_no[pos]], int(e["offset"]),
+                        int(e["stored"]), int(e["raw"]), int(e["codec"]))
+
+    def _pread(self, pack_id: str, offset: int, length: int) -> bytes:
+        if isinstance(self.fs, LocalFS):
+            with self._fd_lock:
+                fd = self._fds.get(pack_id)
+                if fd is None:
+                    fd = os.open(self.fs.path(pack_key(pack_id, "pack")), os.O_RDONLY)
+                    self._fds[pack_id] = fd
+            data = os.pread(fd, length, offset)
+        else:
+            data = self.fs.read_range(pack_key(pack_id, "pack"), offset, length)
+        if len(data) != length:
+            raise StoreCorruption(f"pack {pack_id} is truncated at offset {offset}")
+        return data
+
+    def locate_many(self, ids) -> list[ChunkRef]:
+        """Locations of many chunks in one vectorized lookup (raises if any is missing)."""
+        pos = self.index.locate(ids)
+        if (pos < 0).any():
+            missing = bytes(ids_to_array(ids)[int(np.flatnonzero(pos < 0)[0])]).hex()
+            raise StoreCorruption(f"chunk {missing} is referenced but not stored "
+                                  f"({int((pos < 0).sum())} chunks missing); run `mlops data verify`")
+        e = self.index.entries[pos]
+        names = self.index.pack_ids
+        return [ChunkRef(names[p], o, s, r, c) for p, o, s, r, c in zip(
+            self.index.pack_no[pos].tolist(), e["offset"].tolist(), e["stored"].tolist(),
+            e["raw"].tolist(), e["codec"].tolist())]
+
+    def read_chunk(self, chunk_id: bytes, verify: bool = True, ref: ChunkRef | None = None) -> bytes:
+        """The bytes of a stored chunk, checked against its id."""
+        if ref is None:
+            ref = self.locate(chunk_id)
+        payload = self._pread(ref.pack_id, ref.offset, ref.stored)
+        try:
+            raw = decompress(ref.codec, payload, ref.raw)
+        except StoreCorruption:
+            raise
+        except Exception as exc:
+            raise StoreCorruption(
+                f"chunk {chunk_id.hex()} in pack {ref.pack_id} does not decompress: {exc}"
+            ) from None
+        if verify and (len(raw) != ref.raw or blake3.blake3(raw).digest() != chunk_id):
+            raise StoreCorruption(
+                f"chunk {chunk_id.hex()} in pack {ref.pack_id} (offset {ref.offset}) is corrupted: "
+                "its bytes do not hash to its id; run `mlops data verify`"
+            )
+        return raw
+
+    def close(self) -> None:
+        with self._fd_lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+    # ------------------------------------------------------------------ blobs
+    def put_blob(self, data: bytes, writer: PackWriter, pending: set | None = None,
+                 small_chunks: bool = False) -> dict:
+        """Chunk, deduplicate and store ``data``; returns ``{"id", "size", "chunks"}``.
+
+        ``small_chunks`` uses the 4 KiB metadata chunk sizes (for manifests), so that a
+        manifest changed in a few rows adds a few KiB to the store.
+        """
+        from .. import config
+        from ..chunking import chunk_bytes, file_id
+
+        meta = CdcParams(config.META_CHUNK_AVG_SIZE, config.META_CHUNK_MIN_SIZE,
+                         config.META_CHUNK_MAX_SIZE)
+        t = chunk_bytes(data, meta if small_chunks else self.params, output="numpy")
+        known = self.index.contains(t["id"]) if len(t) else np.zeros(0, bool)
+        for row, have in zip(t, known):
+            cid = bytes(row["id"])
+            if have or (pending is not None and cid in pending):
+                continue
+            raw = memoryview(data)[row["offset"]:row["offset"] + row["length"]]
+            codec, payload = compress(raw)
+            writer.add(cid, int(row["length"]), codec, payload)
+            if pending is not None:
+                pending.add(cid)
+        return {"id": file_id(t).hex(), "size": len(data),
+                "chunks": [[bytes(r["id"]).hex(), int(r["length"])] for r in t]}
+
+    def get_blob(self, blob: dict) -> bytes:
+        parts = [self.read_chunk(bytes.fromhex(cid)) for cid, _ in blob["chunks"]]
+        data = b"".join(parts)
+        if len(data) != blob["size"]:
+            raise StoreCorruption(f"blob {blob['id']} has {len(data)} bytes, expected {blob['size']}")
+        return data
+
+    # ------------------------------------------------------------------ version records
+    def record_key(self, kind: str, name: str, number: int) -> str:
+        return f"{kind}s/{name}/v{number:08d}.json"
+
+    def list_numbers(self, kind: str, name: str) -> list[int]:
+        out = []
+        for f in self.fs.list(f"{kind}s/{name}"):
+            if f.startswith("v") and f.endswith(".json") and f[1:-5].isdigit():
+                out.append(int(f[1:-5]))
+        return sorted(out)
+
+    def list_names(self, kind: str) -> list[str]:
+        return [n for n in self.fs.list(f"{kind}s") if NAME_RE.match(n)]
+
+    def read_record(self, kind: str, name: str, number: int) -> dict:
+        key = self.record_key(kind, name, number)
+        try:
+            rec = json.loads(self.fs.read_bytes(key))
+        except FileNotFoundError:
+            raise UnknownVersion(f"no version {name}:v{number}") from None
+        except ValueError as exc:
+            raise StoreCorruption(f"version record {key} is not valid JSON: {exc}") from None
+        v = rec.get("format_version", 0)
+        if v > FORMAT_VERSION:
+            raise StoreFormatError(
+                f"version record {key} has format_version {v}, newer than this mlops-engine "
+                f"supports ({FORMAT_VERSION}); upgrade mlops-engine"
+            )
+        return rec
+
+    def commit_record(self, kind: str, name: str, make_record, max_tries: int = 1000) -> dict:
+        """Write the next numbered record of ``name`` with put-if-absent, retrying on a lost race.
+
+        ``make_record(number, parent_record_or_None)`` builds the record; it is
+        called again, with fresh arguments, whenever another writer took the number.
+        """
+        check_name(name)
+        for _ in range(max_tries):
+            nums = self.list_numbers(kind, name)
+            number = (nums[-1] + 1) if nums else 1
+            parent = self.read_record(kind, name, nums[-1]) if nums else None
+            rec = make_record(number, parent)
+            data = json.dumps(rec, indent=1, sort_keys=True).encode()
+            if self.fs.create_exclusive(self.record_key(kind, name, number), data):
+                return rec
+        raise StoreError(f"could not commit a version of {name!r} after {max_tries} tries")
+
+    def delete_record(self, kind: str, name: str, number: int) -> None:
+        self.fs.delete(self.record_key(kind, name, number))
