@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 PIP_FLAGS ?= -q --disable-pip-version-check
 BENCH_SIZE ?= 1GiB
 
-.PHONY: demo test bench lint venv install install-dev install-torch clean
+.PHONY: demo test bench bench-data bench-peers lint venv install install-dev install-torch clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,7 @@ demo: install
 	$(VENV)/bin/mlops demo
 
 test: install-dev
+	$(PY) -m pytest --doctest-modules engine kernels -q
 	$(PY) -m pytest
 
 lint: install-dev
@@ -44,6 +45,14 @@ bench: install-dev
 	$(PY) bench/bench_cdc.py --size $(BENCH_SIZE)
 	$(PY) bench/bench_import.py
 	$(PY) -m pytest bench -q --benchmark-columns=min,mean,max,ops
+
+# Peers for bench-data: restic (apt) and dvc (pip, in its own .venv-peers).
+bench-peers:
+	bash bench/install_peers.sh
+
+# Dataset versioning side by side with DVC and restic (about 2 minutes for 1 GiB).
+bench-data: install-dev bench-peers
+	$(PY) bench/bench_data.py --size $(BENCH_SIZE)
 
 clean:
 	rm -rf build $(VENV) *.egg-info .pytest_cache .hypothesis .benchmarks

@@ -313,6 +313,14 @@ def report(r: dict) -> list[str]:
     vs("restic", "growth_bytes", 1 / 3, "growth after edits <= 1/3 of restic's", "bytes")
     vs("dvc", "growth_bytes", 1 / 100, "growth after edits <= 1/100 of dvc's", "bytes")
     vs("dvc", "unchanged_s", 1, "unchanged re-snapshot no slower than dvc's")
+    floor = sum(n for _, _, n in r.get("edits", []))
+    if floor and e.get("growth_bytes") is not None:
+        # The edits write random (incompressible) bytes: no store can grow by less.
+        lines.append(f"  note: the edits write {floor / MiB:.2f} MiB of new random bytes, a floor for any "
+                     f"store; engine growth = {e['growth_bytes'] / floor:.2f} x that floor"
+                     + (f"; 1/100 of dvc's growth is {t['dvc']['growth_bytes'] / 100 / MiB:.2f} MiB, "
+                        "below the floor" if t.get("dvc", {}).get("growth_bytes") and
+                        t["dvc"]["growth_bytes"] / 100 < floor else ""))
     return lines
 
 

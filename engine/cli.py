@@ -128,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_backends)
 
     d = sub.add_parser("demo", help="run the end-to-end demo",
-                       description="Generate a file, chunk it, edit it, chunk it again and show "
-                       "how many chunks were reused (deduplication).")
-    d.add_argument("--size-mib", type=int, default=64, help="size of the generated file (default 64)")
+                       description="Generate a dataset, snapshot it into a store embedded in the "
+                       "work directory, edit it, snapshot again (only changed chunks are stored), "
+                       "diff the versions, check out the old one byte for byte and verify the store.")
+    d.add_argument("--size-mib", type=int, default=64, help="size of the generated dataset (default 64)")
     d.add_argument("--dir", default=None, help="work directory (default: a temporary one, removed)")
     d.add_argument("--seed", type=int, default=0, help="random seed of the generated data")
     d.set_defaults(func=cmd_demo)

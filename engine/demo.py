@@ -1,11 +1,14 @@
 """The end-to-end demo behind ``mlops demo`` (``make demo``).
 
-Today: content-defined chunking and deduplication. Later capabilities
-(snapshots, training, registry, monitoring) extend the same story.
+It versions a generated dataset in a store embedded in the work directory:
+snapshot, edit, snapshot again (only the changed chunks are stored), diff,
+check out the old version byte for byte, verify the store. Later capabilities
+(training, registry, monitoring) extend the same story.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -14,67 +17,113 @@ import time
 import numpy as np
 
 
-def _edit(data: bytes, rng: np.random.Generator) -> tuple[bytes, list[str]]:
-    """Insert, overwrite and append a few bytes, the way datasets change."""
-    n = len(data)
-    ins_at = n // 10
-    ow_at = n // 2
-    edits = [
-        f"inserted 100 bytes at offset {ins_at}",
-        f"overwrote 4 KiB at offset {ow_at}",
-        "appended 1 MiB",
-    ]
-    new = (
-        data[:ins_at]
-        + rng.bytes(100)
-        + data[ins_at:ow_at]
-        + rng.bytes(4096)
-        + data[ow_at + 4096:]
-        + rng.bytes(1 << 20)
-    )
-    return new, edits
+def _tree_digest(root: str) -> str:
+    h = hashlib.sha256()
+    for dp, dirs, fs in os.walk(root):
+        dirs.sort()
+        for f in sorted(fs):
+            p = os.path.join(dp, f)
+            h.update(os.path.relpath(p, root).encode() + b"\0")
+            with open(p, "rb") as fh:
+                h.update(hashlib.sha256(fh.read()).digest())
+    return h.hexdigest()
+
+
+def _store_bytes(root: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+
+
+def _generate(data: str, size_mib: int, rng: np.random.Generator) -> None:
+    os.makedirs(os.path.join(data, "shards"))
+    os.makedirs(os.path.join(data, "labels"))
+    n_big = 4
+    for i in range(n_big):
+        with open(os.path.join(data, "shards", f"shard-{i}.bin"), "wb") as f:
+            f.write(rng.bytes((size_mib << 20) // n_big))
+    for j in range(200):
+        with open(os.path.join(data, "labels", f"{j:04d}.csv"), "w") as f:
+            f.write("".join(f"{j},{k},{rng.integers(0, 10)}\n" for k in range(50)))
+
+
+def _edit(data: str, rng: np.random.Generator) -> list[str]:
+    p0 = os.path.join(data, "shards", "shard-0.bin")
+    with open(p0, "rb") as f:
+        b = f.read()
+    with open(p0, "wb") as f:
+        f.write(b[:1000] + rng.bytes(100) + b[1000:])
+    with open(os.path.join(data, "shards", "shard-1.bin"), "r+b") as f:
+        f.seek(os.path.getsize(f.name) // 2)
+        f.write(rng.bytes(4096))
+    with open(os.path.join(data, "shards", "shard-2.bin"), "ab") as f:
+        f.write(rng.bytes(1 << 20))
+    os.rename(os.path.join(data, "labels", "0007.csv"), os.path.join(data, "labels", "0007-fixed.csv"))
+    with open(os.path.join(data, "README.txt"), "w") as f:
+        f.write("dataset card\n")
+    return ["inserted 100 bytes near the start of shards/shard-0.bin",
+            "overwrote 4 KiB in the middle of shards/shard-1.bin",
+            "appended 1 MiB to shards/shard-2.bin",
+            "renamed labels/0007.csv, added README.txt"]
 
 
 def run_demo(size_mib: int = 64, workdir: str | None = None, seed: int = 0) -> int:
-    from .chunking import chunk_file, file_id
+    import engine.data as D
+    from engine.store import Store
 
     if size_mib < 1:
         raise ValueError(f"size_mib must be at least 1, got {size_mib}")
     own = workdir is None
-    wd = tempfile.mkdtemp(prefix="mlops-demo-") if own else workdir
+    wd = tempfile.mkdtemp(prefix="mlops-demo-") if own else os.path.abspath(workdir)
     os.makedirs(wd, exist_ok=True)
     try:
         rng = np.random.default_rng(seed)
-        path = os.path.join(wd, "data.bin")
-        data = rng.bytes(size_mib << 20)
-        with open(path, "wb") as f:
-            f.write(data)
-        print(f"mlops demo: generated {size_mib} MiB of random data in {path}")
+        data = os.path.join(wd, "dataset")
+        store_root = os.path.join(wd, ".mlops")
+        if os.path.exists(data):
+            shutil.rmtree(data)
+        if os.path.exists(store_root):
+            shutil.rmtree(store_root)
+        _generate(data, size_mib, rng)
+        store = Store(store_root)
+        print(f"mlops demo: a {size_mib} MiB dataset in {data}; store {store_root}")
 
         t0 = time.perf_counter()
-        before = chunk_file(path)
+        v1 = D.snapshot(data, "demo", "generated", store=store, progress=False)
         dt = time.perf_counter() - t0
-        print(f"  chunked: {before.num_rows} chunks, file id {file_id(before).hex()[:16]}…, "
-              f"{len(data) / dt / 1e9:.2f} GB/s")
+        print(f"  snapshot {v1.ref}  {v1.id[:16]}  {v1.files} files, {v1.bytes / 2**20:.1f} MiB "
+              f"in {dt:.2f} s ({v1.bytes / dt / 1e6:.0f} MB/s)")
+        digest_v1 = _tree_digest(data)
+        size_v1 = _store_bytes(store_root)
 
-        new, edits = _edit(data, rng)
-        with open(path, "wb") as f:
-            f.write(new)
-        for e in edits:
+        t0 = time.perf_counter()
+        same = D.snapshot(data, "demo", store=store, progress=False)
+        print(f"  re-snapshot of the unchanged tree: {time.perf_counter() - t0:.3f} s, "
+              f"unchanged={same.unchanged}")
+
+        for e in _edit(data, rng):
             print(f"  edit: {e}")
+        v2 = D.snapshot(data, "demo", "edited", store=store, progress=False)
+        growth = _store_bytes(store_root) - size_v1
+        print(f"  snapshot {v2.ref}  {v2.id[:16]}  store grew by {growth / 1024:.0f} KiB "
+              f"for a {v2.bytes / 2**20:.1f} MiB version")
+        d = D.diff(v1.ref, v2.ref, store=store)
+        print(f"  diff: {d.summary()}")
 
-        after = chunk_file(path)
-        old_ids = set(before.column("id").to_pylist())
-        ids = after.column("id").to_pylist()
-        lengths = after.column("length").to_pylist()
-        reused = [i in old_ids for i in ids]
-        n_reused = sum(reused)
-        bytes_new = sum(n for n, r in zip(lengths, reused) if not r)
-        print(f"  re-chunked: {after.num_rows} chunks, {n_reused} reused "
-              f"({100 * n_reused / after.num_rows:.1f}%), {bytes_new / 1024:.0f} KiB new "
-              f"of {len(new) / (1 << 20):.1f} MiB")
+        out = os.path.join(wd, "checkout-v1")
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        t0 = time.perf_counter()
+        D.checkout(v1.ref, out, store=store, progress=False)
+        ok = _tree_digest(out) == digest_v1
+        print(f"  checkout {v1.ref} -> {out} in {time.perf_counter() - t0:.2f} s: "
+              f"{'byte-identical to the original' if ok else 'MISMATCH'}")
+        rep = D.verify(store=store)
+        print(f"  verify: {rep.chunks_checked} chunks in {rep.packs} packs, "
+              f"{'OK' if rep.ok else 'PROBLEMS: ' + str(rep.problems)}")
+        total = v1.bytes + v2.bytes
+        print(f"  two versions, {total / 2**20:.1f} MiB of files, stored in "
+              f"{_store_bytes(store_root) / 2**20:.1f} MiB")
         print("mlops demo: done")
-        return 0
+        return 0 if ok and rep.ok else 1
     finally:
         if own:
             shutil.rmtree(wd, ignore_errors=True)
