@@ -392,3 +392,35 @@ def test_gc_removes_crash_leftovers(tree, store):
     assert rep.temporaries_removed == 2
     assert not os.path.exists(st.fs.path("tmp/dead.pack.tmp"))
     assert D.verify(store=store).ok
+
+
+def test_readers_never_create_a_store(tmp_path):
+    missing = tmp_path / "typo"
+    for call in (lambda: D.verify(store=missing), lambda: D.log("ds", store=missing),
+                 lambda: D.checkout("ds", tmp_path / "o", store=missing),
+                 lambda: D.gc(store=missing), lambda: D.diff("a", "b", store=missing)):
+        with pytest.raises(FileNotFoundError, match="no store at"):
+            call()
+    assert not missing.exists()
+
+
+def test_publish_failure_fails_the_writer_fast(tmp_path, monkeypatch):
+    import errno as _errno
+
+    from engine.store.fs import LocalFS
+
+    st = Store(tmp_path / "s", pack_max_bytes=4096)
+
+    def failing(self, key):
+        if key.startswith("packs/"):
+            raise OSError(_errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LocalFS, "fsync_dir", failing)
+    w = st.writer()
+    with pytest.raises(OSError, match="No space left"):
+        for i in range(1000):
+            w.add(i.to_bytes(32, "little"), 1000, 0, b"x" * 1000)
+            time.sleep(0.001)
+    assert i < 999  # add() raised before the loop wrote everything
+    w.abort()
+    assert st.pack_ids() == [] and list(st.fs.walk_files("tmp")) == []

@@ -13,7 +13,7 @@ Examples
 """
 
 from .compare import DiffResult, diff
-from .ingest import FileChangedError, FileVanishedError, open_store, snapshot
+from .ingest import FileChangedError, FileVanishedError, open_store, snapshot, using_store
 from .maint import GcReport, VerifyReport, gc, log, verify
 from .restore import CheckoutResult, checkout
 from .version import Version, resolve, versions
@@ -23,13 +23,13 @@ def load_table(ref, *, store=None):
     """The ``pyarrow.Table`` of a table version (one made by ``snapshot(table, ...)``)."""
     from .tables import parquet_bytes_to_table
 
-    st = open_store(store)
-    v = resolve(st, ref)
-    if v.record.get("format") != "table":
-        raise ValueError(f"{v.ref} is a version of files, not of a table; use checkout()")
-    man = v.manifest()
-    chunks = man.column("chunks")[0].as_py()
-    data = b"".join(st.read_chunk(c["id"]) for c in chunks)
+    with using_store(store) as st:
+        v = resolve(st, ref)
+        if v.record.get("format") != "table":
+            raise ValueError(f"{v.ref} is a version of files, not of a table; use checkout()")
+        man = v.manifest()
+        chunks = man.column("chunks")[0].as_py()
+        data = b"".join(st.read_chunk(c["id"]) for c in chunks)
     return parquet_bytes_to_table(data)
 
 

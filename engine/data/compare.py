@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from .ingest import open_store
+from .ingest import using_store
 from .version import resolve
 
 
@@ -62,7 +62,11 @@ def diff(a, b, *, store=None) -> DiffResult:
     content. ``bytes_changed`` counts the bytes of ``b``'s chunks that ``a`` does not
     have, and ``chunks_reused`` how many of ``b``'s chunks ``a`` already had.
     """
-    st = open_store(store)
+    with using_store(store) as st:
+        return _diff(st, a, b)
+
+
+def _diff(st, a, b):
     va, vb = resolve(st, a), resolve(st, b)
     ea, eb = _entries(va.manifest()), _entries(vb.manifest())
     res = DiffResult(va.ref, vb.ref)

@@ -12,6 +12,7 @@ at any point leaves the store as it was, plus garbage that ``gc`` removes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -55,8 +56,24 @@ class _Entry:
     target: str | None = None
 
 
-def open_store(store) -> Store:
-    return store if isinstance(store, Store) else Store(store)
+def open_store(store, create: bool = False) -> Store:
+    """A :class:`Store` from a Store, a path or a URI (default ``$MLOPS_HOME``/``./.mlops``).
+
+    Only writers create a missing store; readers given a mistyped path get
+    ``FileNotFoundError`` rather than an empty store that "verifies".
+    """
+    return store if isinstance(store, Store) else Store(store, create=create)
+
+
+@contextlib.contextmanager
+def using_store(store, create: bool = False):
+    """``open_store`` that closes the pack files of a store it opened itself."""
+    st = open_store(store, create)
+    try:
+        yield st
+    finally:
+        if st is not store:
+            st.close()
 
 
 def _is_table_like(obj) -> bool:
@@ -258,9 +275,13 @@ def snapshot(source, name: str, message: str | None = None, *, store=None,
         raise TypeError(f"message must be a str, got {type(message).__name__}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    st = open_store(store)
-    if _is_table_like(source):
-        return _snapshot_table(source, name, message, st)
+    with using_store(store, create=True) as st:
+        if _is_table_like(source):
+            return _snapshot_table(source, name, message, st)
+        return _snapshot_path(source, name, message, st, progress, workers)
+
+
+def _snapshot_path(source, name, message, st: Store, progress, workers) -> Version:
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError("source must be a directory or file path, a pyarrow.Table or a pandas "
                         f"DataFrame; got {type(source).__name__}")

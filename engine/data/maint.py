@@ -12,13 +12,17 @@ import numpy as np
 
 from ..store import Store, StoreCorruption, StoreError
 from ..store.pack import HEADER, PACK_MAGIC, RECORD, compress, decode_index, decompress, pack_key
-from .ingest import open_store
-from .version import KIND, Version, versions
+from .ingest import using_store
+from .version import KIND, Version, resolve, versions
 
 
 def log(name: str, *, store=None) -> list[Version]:
     """The versions of dataset ``name``, newest first."""
-    st = open_store(store)
+    with using_store(store) as st:
+        return _log(st, name)
+
+
+def _log(st, name):
     vs = versions(st, name)
     if not vs:
         from ..store import UnknownVersion
@@ -77,7 +81,11 @@ def verify(*, store=None, sample: float | None = None, seed: int | None = None) 
     """
     if sample is not None and not (isinstance(sample, (int, float)) and 0 < sample <= 1):
         raise ValueError(f"sample must be a fraction in (0, 1], got {sample!r}")
-    st = open_store(store)
+    with using_store(store) as st:
+        return _verify(st, sample, seed)
+
+
+def _verify(st, sample, seed):
     rng = random.Random(seed)
     problems: list[dict] = []
     rep = VerifyReport(ok=True)
@@ -174,9 +182,11 @@ def gc(*, store=None, keep=None, keep_last: int | None = None, grace: float = 36
     The newest version of each dataset is always kept, so version numbers are never
     reused.
     """
-    from .version import resolve
+    with using_store(store) as st:
+        return _gc(st, keep, keep_last, grace, repack_below, dry_run)
 
-    st = open_store(store)
+
+def _gc(st, keep, keep_last, grace, repack_below, dry_run):
     if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
         raise ValueError(f"keep_last must be an integer >= 1, got {keep_last!r}")
     if not isinstance(grace, (int, float)) or grace < 0:

@@ -13,7 +13,7 @@ import blake3
 from ..chunking import default_workers
 from ..progress import Progress
 from ..store import StoreCorruption
-from .ingest import open_store
+from .ingest import using_store
 from .manifest import check_safe_path
 from .version import Version, resolve
 
@@ -74,7 +74,11 @@ def checkout(ref, dest, *, store=None, paths=None, progress: bool | None = None,
     paths : list of str, optional
         Restore only these files or directories (paths as in the version).
     """
-    st = open_store(store)
+    with using_store(store) as st:
+        return _checkout(st, ref, dest, paths, progress, workers)
+
+
+def _checkout(st, ref, dest, paths, progress, workers):
     v = resolve(st, ref)
     if not isinstance(dest, (str, os.PathLike)):
         raise TypeError(f"dest must be a path, got {type(dest).__name__}")

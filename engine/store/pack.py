@@ -133,6 +133,7 @@ class PackWriter:
         self._file = None
         self.published: list[tuple[str, np.ndarray]] = []  # (pack id, entries)
         self.bytes_written = 0
+        self._error: BaseException | None = None  # a failed background publish
         self._lock = threading.Lock()
 
     def _open(self):
@@ -149,6 +150,10 @@ class PackWriter:
     def add(self, chunk_id: bytes, raw_len: int, codec: int, payload: bytes) -> None:
         """Append one chunk (already deduplicated and compressed by the caller)."""
         with self._lock:
+            if self._error is not None:
+                # Fail fast: a pack could not be published (disk full?); writing more
+                # would only fill the disk further.
+                raise self._error
             if self._file is None:
                 self._open()
             rec = RECORD.pack(chunk_id, codec, raw_len, len(payload))
@@ -175,16 +180,29 @@ class PackWriter:
         self._pending.append(self._pool.submit(self._publish, f, tmp, arr))
 
     def _publish(self, f, tmp: str, entries: np.ndarray) -> None:
+        pack_id = None
         try:
-            if self.fs.local:
-                os.fsync(f.fileno())
-        finally:
-            f.close()
-        index = encode_index(entries)
-        pack_id = blake3.blake3(index).hexdigest()[:32]
-        self.fs.rename(tmp, pack_key(pack_id, "pack"))
-        self.fs.write_atomic(pack_key(pack_id, "idx"), index)  # publishes the pack
-        self.fs.fsync_dir(f"packs/{pack_id[:2]}")
+            try:
+                if self.fs.local:
+                    os.fsync(f.fileno())
+            finally:
+                f.close()
+            index = encode_index(entries)
+            pack_id = blake3.blake3(index).hexdigest()[:32]
+            self.fs.rename(tmp, pack_key(pack_id, "pack"))
+            self.fs.write_atomic(pack_key(pack_id, "idx"), index)  # publishes the pack
+            self.fs.fsync_dir(f"packs/{pack_id[:2]}")
+        except BaseException as exc:
+            # Nothing of a pack that failed to publish may stay behind (on a full
+            # disk least of all). No version can reference it yet (records are written
+            # only after close() succeeds), so unpublish it: index first, then data.
+            self.fs.delete(tmp)
+            if pack_id is not None:
+                self.fs.delete(pack_key(pack_id, "idx"))
+                self.fs.delete(pack_key(pack_id, "pack"))
+            with self._lock:
+                self._error = self._error or exc
+            raise
         sorted_entries = decode_index(index, pack_id)
         with self._lock:
             self.published.append((pack_id, sorted_entries))

@@ -318,10 +318,23 @@ class Store:
         return raw
 
     def close(self) -> None:
+        """Close the pack files this store has open (it reopens them when needed)."""
         with self._fd_lock:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
 
     # ------------------------------------------------------------------ blobs
     def put_blob(self, data: bytes, writer: PackWriter, pending: set | None = None,
