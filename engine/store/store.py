@@ -20,6 +20,7 @@ from .fs import LocalFS, open_fs
 from .pack import (
     ENTRY_DTYPE,
     PackWriter,
+    ParallelPackWriter,
     compress,
     decode_index,
     decompress,
@@ -253,7 +254,10 @@ class Store:
         self._index = None
         self.close()
 
-    def writer(self) -> PackWriter:
+    def writer(self, parallel: bool = False):
+        """A pack writer; ``parallel=True``: one pack per adding thread (snapshots)."""
+        if parallel:
+            return ParallelPackWriter(self.fs, self.pack_max_bytes)
         return PackWriter(self.fs, self.pack_max_bytes)
 
     def absorb(self, writer: PackWriter) -> None:
