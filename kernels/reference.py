@@ -208,7 +208,7 @@ def kstwo_sf(n: int, x: float) -> float:
         return 1.0
     if x >= 1.0:
         return 0.0
-    clip = lambda p: min(max(p, 0.0), 1.0)  # noqa: E731
+    clip = _clip01
     t = n * x
     if t <= 1.0:
         if t <= 0.5:
@@ -238,6 +238,10 @@ def kstwo_sf(n: int, x: float) -> float:
     if n <= 100000 and n * x ** 1.5 <= 1.4:
         return clip(1.0 - _kolmogn_dmtw_cdf(n, x))
     return clip(1.0 - _kolmogn_pelzgood_cdf(n, x))
+
+
+def _clip01(p: float) -> float:
+    return min(max(float(p), 0.0), 1.0)
 
 
 _STIRLING = [-2.955065359477124183e-2, 6.4102564102564102564e-3, -1.9175269175269175269e-3,
@@ -448,7 +452,7 @@ def wasserstein_columns(rv, ro, cv, co):
     w1, sd = np.full(k, np.nan), np.full(k, np.nan)
     for c, x, y in _columns(rv, ro, cv, co):
         if len(x):
-            sd[c] = np.std(x)
+            sd[c] = _std(x)
         if len(x) == 0 or len(y) == 0:
             continue
         pooled = np.unique(np.concatenate([x, y]))
@@ -458,6 +462,21 @@ def wasserstein_columns(rv, ro, cv, co):
         with np.errstate(invalid="ignore"):
             w1[c] = float(np.sum(np.where(gap > 0, gap * width, 0.0)))
     return w1, sd
+
+
+def _std(x: np.ndarray) -> float:
+    """numpy.std(x), computed on x / max|x| when the squares would overflow or underflow."""
+    scale = float(np.max(np.abs(x)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        if 0 < scale < np.inf and not 1e-150 < scale < 1e150:
+            return float(np.std(x / scale)) * scale
+        return float(np.std(x))
+
+
+def numeric_drift_columns(rv, ro, cv, co):
+    """KS, W1, reference std and CvM together: ``(ks_stat, ks_p, w1, ref_std, cvm_stat, cvm_p)``."""
+    return (*ks_2samp_columns(rv, ro, cv, co), *wasserstein_columns(rv, ro, cv, co),
+            *cvm_2samp_columns(rv, ro, cv, co))
 
 
 # --- Cramer-von Mises --------------------------------------------------------
