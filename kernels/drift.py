@@ -33,8 +33,9 @@ Backends
 --------
 Each statistic is a kernel of the registry (``engine.kernels._registry``) with
 a ``reference`` (NumPy, ``reference.py``) and a ``numba`` backend
-(``drift_numba.py``, parallel over columns); ``backend=`` or ``MLOPS_BACKEND``
-forces one.
+(``drift_numba.py``, parallel over columns; the sort in ``sort_numba.py``);
+``backend=`` or ``MLOPS_BACKEND`` forces one. The kernels are registered when
+``engine.kernels`` is imported; numba loads on first use.
 """
 
 from __future__ import annotations
@@ -48,24 +49,25 @@ from . import _registry
 
 _NUMBA_HINT = "pip install 'mlops-engine[numba]'"
 
-# kernel name -> (reference function, numba function)
+# kernel name -> (reference function, numba "module:function"), both in engine.kernels.
+# Registered as strings: numba is imported by the registry on first use, never here.
 KERNELS = {
-    "drift_sort_columns": ("drift_sort_columns", "sort_columns"),
-    "drift_sort_segments": ("drift_sort_segments", "sort_segments"),
-    "ks_2samp": ("ks_2samp_columns", "ks_2samp"),
-    "wasserstein": ("wasserstein_columns", "wasserstein"),
-    "cvm_2samp": ("cvm_2samp_columns", "cvm_2samp"),
-    "numeric_drift": ("numeric_drift_columns", "numeric_drift"),
-    "quantile_bins": ("quantile_bin_counts", "quantile_bins"),
-    "psi": ("psi_counts", "psi"),
-    "jensenshannon": ("jensenshannon_counts", "jensenshannon"),
-    "hellinger": ("hellinger_counts", "hellinger"),
-    "linf": ("linf_counts", "linf"),
-    "chi2_contingency": ("chi2_contingency_counts", "chi2_contingency"),
+    "drift_sort_columns": ("drift_sort_columns", "sort_numba:sort_columns"),
+    "drift_sort_segments": ("drift_sort_segments", "sort_numba:sort_segments"),
+    "ks_2samp": ("ks_2samp_columns", "drift_numba:ks_2samp"),
+    "wasserstein": ("wasserstein_columns", "drift_numba:wasserstein"),
+    "cvm_2samp": ("cvm_2samp_columns", "drift_numba:cvm_2samp"),
+    "numeric_drift": ("numeric_drift_columns", "drift_numba:numeric_drift"),
+    "quantile_bins": ("quantile_bin_counts", "drift_numba:quantile_bins"),
+    "psi": ("psi_counts", "drift_numba:psi"),
+    "jensenshannon": ("jensenshannon_counts", "drift_numba:jensenshannon"),
+    "hellinger": ("hellinger_counts", "drift_numba:hellinger"),
+    "linf": ("linf_counts", "drift_numba:linf"),
+    "chi2_contingency": ("chi2_contingency_counts", "drift_numba:chi2_contingency"),
 }
 for _name, (_ref, _nb) in KERNELS.items():
     _registry.register(_name, "reference", f"engine.kernels.reference:{_ref}")
-    _registry.register(_name, "numba", f"engine.kernels.drift_numba:{_nb}", install_hint=_NUMBA_HINT)
+    _registry.register(_name, "numba", f"engine.kernels.{_nb}", install_hint=_NUMBA_HINT)
 
 DEFAULT_BINS = 10
 PSI_EPS = 1e-4

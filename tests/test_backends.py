@@ -106,3 +106,14 @@ def test_import_engine_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_drift_kernels_registered_by_importing_kernels():
+    # `import engine.kernels` alone registers them, and loads neither numba nor scipy
+    code = (
+        "import sys, engine.kernels as K;"
+        "print(K.backends('ks_2samp'), K.backends('drift_sort_columns'), K.backends('chi2_contingency'),"
+        " [m for m in ('numba', 'scipy') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['numba', 'reference'] ['numba', 'reference'] ['numba', 'reference'] []"

@@ -188,16 +188,17 @@ def test_scalar_distributions_match_scipy():
     rng = np.random.default_rng(5)
     fns = [R.kstwo_sf]
     if FAST_BACKENDS:
-        from engine.kernels import drift_numba as N
+        from engine.kernels import distributions_numba as NDIST
+        from engine.kernels import ks_dist_numba as NKS
 
-        fns.append(N._kstwo_sf)
+        fns.append(NKS._kstwo_sf)
     for n in [1, 2, 3, 10, 139, 140, 141, 1000, 99_999, 100_001]:
         for x in np.concatenate([rng.uniform(0, 1, 6), rng.uniform(0, 3 / np.sqrt(n), 10),
                                  [0.5 / n, 1 / n, 0.5, 1 - 1 / n]]):
             e = stats.kstwo.sf(x, n)
             for f in fns:
                 np.testing.assert_allclose(f(n, x), e, rtol=1e-10, atol=1e-300, err_msg=f"n={n} x={x}")
-    chi = [R.chi2_sf] + ([N._chi2_sf] if FAST_BACKENDS else [])
+    chi = [R.chi2_sf] + ([NDIST._chi2_sf] if FAST_BACKENDS else [])
     for df in [1, 2, 3, 7, 40, 41, 399, 401, 5000]:
         for x in np.concatenate([rng.uniform(0, 3 * df + 10, 12), [0, 1e-10, 0.3, 0.55, 1.1, 2.2, df]]):
             for f in chi:
