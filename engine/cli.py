@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_data import add_parser as add_data_parser
 
     add_data_parser(sub, _Parser)
+
+    from .cli_monitor import add_parser as add_monitor_parser
+
+    add_monitor_parser(sub, _Parser)
     return p
 
 
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     from .store.errors import StoreCorruption, StoreError, StoreFormatError
 
-    cmd = " ".join(x for x in (args.command, getattr(args, "data_command", None)) if x)
+    cmd = " ".join(x for x in (args.command, getattr(args, "data_command", None),
+                                getattr(args, "monitor_command", None)) if x)
     try:
         return args.func(args)
     except (StoreCorruption, StoreFormatError) as exc:

@@ -1,0 +1,16 @@
+"""Monitoring: reference profiles, drift tests and reports.
+
+Examples
+--------
+>>> import numpy as np
+>>> from engine.monitor import drift
+>>> rng = np.random.default_rng(0)
+>>> rep = drift({"x": rng.normal(size=300)}, {"x": rng.normal(size=300) + 2})
+>>> rep.drifted_columns
+['x']
+"""
+
+from .drift import DriftReport, adjust_pvalues, drift
+from .profile import Profile, profile
+
+__all__ = ["DriftReport", "Profile", "adjust_pvalues", "drift", "profile"]

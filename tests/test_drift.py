@@ -1,0 +1,176 @@
+"""engine.monitor.drift: per-column tests, corrections, verdict, report, bad input."""
+
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy import stats
+
+from engine.monitor.drift import DriftReport, adjust_pvalues, drift
+from engine.monitor.mmd import _mmd2_unbiased, mmd_permutation_test, rbf_kernel_matrix
+
+
+def frame(n, seed, shift=()):
+    rng = np.random.default_rng(seed)
+    cols = {f"x{i}": rng.normal(size=n) + (0.5 if i in shift else 0.0) for i in range(8)}
+    cols["cat"] = rng.choice(["a", "b", "c", "d"], size=n, p=[0.4, 0.3, 0.2, 0.1])
+    return pa.table(cols)
+
+
+def rows(rep, test=None):
+    out = rep.table.to_pylist()
+    return [r for r in out if test is None or r["test"] == test]
+
+
+def test_detects_shifted_columns_only():
+    ref, cur = frame(3000, 1), frame(3000, 2, shift=(2, 5))
+    rep = drift(ref, cur)
+    assert isinstance(rep, DriftReport)
+    assert set(rep.drifted_columns) == {"x2", "x5"}
+    assert rep.verdict["tested_columns"] == 9 and rep.verdict["drifted_columns"] == 2
+    assert rep.drift is False  # 2/9 < 0.5
+    assert drift(ref, cur, share=0.2).drift is True
+
+
+def test_numbers_agree_with_scipy():
+    ref, cur = frame(800, 3), frame(500, 4, shift=(1,))
+    rep = drift(ref, cur, tests=["ks", "wasserstein", "cvm", "psi"], correction=None)
+    for r in rows(rep, "ks"):
+        a, b = ref.column(r["column"]).to_numpy(), cur.column(r["column"]).to_numpy()
+        s = stats.ks_2samp(a, b)
+        assert r["statistic"] == s.statistic
+        assert math.isclose(r["p_value"], s.pvalue, rel_tol=1e-9)
+        assert r["p_adjusted"] == r["p_value"]  # correction=None
+    for r in rows(rep, "wasserstein"):
+        a, b = ref.column(r["column"]).to_numpy(), cur.column(r["column"]).to_numpy()
+        assert math.isclose(r["statistic"], stats.wasserstein_distance(a, b), rel_tol=1e-9)
+    for r in rows(rep, "cvm"):
+        a, b = ref.column(r["column"]).to_numpy(), cur.column(r["column"]).to_numpy()
+        assert math.isclose(r["statistic"], stats.cramervonmises_2samp(a, b).statistic, rel_tol=1e-9)
+
+
+def test_categorical_chi2_matches_scipy():
+    ref, cur = frame(500, 5), frame(400, 6)
+    rep = drift(ref, cur, columns=["cat"], tests=["chi2"], correction=None)
+    (r,) = rows(rep, "chi2")
+    a = ref.column("cat").to_pylist()
+    b = cur.column("cat").to_pylist()
+    labels = sorted(set(a) | set(b))
+    table = [[a.count(x) for x in labels], [b.count(x) for x in labels]]
+    s = stats.chi2_contingency(table)
+    assert math.isclose(r["statistic"], s.statistic, rel_tol=1e-12)
+    assert math.isclose(r["p_value"], s.pvalue, rel_tol=1e-9)
+
+
+def test_defaults_by_size():
+    small = drift(frame(500, 1), frame(500, 2))
+    big = drift(frame(5000, 1), frame(5000, 2))
+    prim = {r["column"]: r["test"] for r in rows(small) if r["primary"]}
+    assert prim["x0"] == "ks" and prim["cat"] == "chi2"
+    prim = {r["column"]: r["test"] for r in rows(big) if r["primary"]}
+    assert prim["x0"] == "wasserstein_normed" and prim["cat"] == "jensenshannon"
+
+
+def test_profile_as_reference_gives_the_same_numbers():
+    from engine.monitor.profile import profile
+
+    ref, cur = frame(2000, 7), frame(1500, 8, shift=(3,))
+    a = drift(ref, cur, tests=["ks", "psi"])
+    b = drift(profile(ref, sample_size=None), cur, tests=["ks", "psi"])
+    ta, tb = a.table.to_pylist(), b.table.to_pylist()
+    for x, y in zip(ta, tb):
+        assert x["column"] == y["column"] and x["test"] == y["test"]
+        assert x["statistic"] == pytest.approx(y["statistic"], rel=1e-12, nan_ok=True)
+
+
+def test_thresholds_per_test_and_column():
+    ref, cur = frame(3000, 1), frame(3000, 2, shift=(0,))
+    rep = drift(ref, cur, tests=["psi"], thresholds={"psi": 10.0, "x0": {"psi": 0.0001}})
+    by = {r["column"]: r for r in rows(rep, "psi")}
+    assert by["x0"]["threshold"] == 0.0001 and by["x0"]["drifted"]
+    assert by["x1"]["threshold"] == 10.0 and not by["x1"]["drifted"]
+
+
+def test_missing_extra_and_mismatched_columns_are_not_tested_rows():
+    ref = pa.table({"a": np.arange(100.0), "b": np.arange(100.0), "c": np.arange(100.0)})
+    cur = pa.table({"a": np.arange(100.0), "c": [str(i) for i in range(100)], "z": np.arange(100.0)})
+    rep = drift(ref, cur, types={"c": None} if False else None)
+    by = {r["column"]: r for r in rows(rep)}
+    assert by["b"]["drifted"] is None and "missing" in by["b"]["reason"]
+    assert by["z"]["drifted"] is None and "not in the reference" in by["z"]["reason"]
+    assert by["c"]["drifted"] is None and "type differs" in by["c"]["reason"]
+    assert rep.verdict["tested_columns"] == 1
+
+
+def test_nan_and_empty_columns():
+    ref = {"a": np.r_[np.random.default_rng(0).normal(size=200), [np.nan] * 5], "b": np.full(205, np.nan)}
+    cur = {"a": np.random.default_rng(1).normal(size=100), "b": np.random.default_rng(2).normal(size=100)}
+    rep = drift(ref, cur, tests=["ks"])
+    by = {r["column"]: r for r in rows(rep, "ks")}
+    assert by["a"]["n_ref"] == 200 and by["a"]["reason"] is None
+    assert by["b"]["drifted"] is None and by["b"]["reason"]
+
+
+def test_report_json_and_html(tmp_path):
+    rep = drift(frame(500, 1), frame(500, 2, shift=(1,)))
+    d = json.loads(rep.to_json(tmp_path / "r.json"))
+    assert d["format_version"] == 1 and d["verdict"]["drifted_columns"] == rep.verdict["drifted_columns"]
+    assert json.loads((tmp_path / "r.json").read_text()) == d
+    html = rep.to_html(tmp_path / "r.html")
+    assert "<svg" in html and "x1" in html and "http://" not in html and "https://" not in html
+    assert "drift" in rep.summary()
+
+
+def test_bad_arguments():
+    ref, cur = frame(100, 1), frame(100, 2)
+    with pytest.raises(ValueError, match="unknown test 'kss'"):
+        drift(ref, cur, tests=["kss"])
+    with pytest.raises(ValueError, match="alpha"):
+        drift(ref, cur, alpha=0)
+    with pytest.raises(ValueError, match="share"):
+        drift(ref, cur, share=1.5)
+    with pytest.raises(ValueError, match="correction"):
+        drift(ref, cur, correction="holm")
+    with pytest.raises(ValueError, match="'nope'.* not in"):
+        drift(ref, cur, columns=["nope"])
+
+
+def test_bh_matches_scipy():
+    p = np.random.default_rng(3).uniform(size=50) ** 3
+    p[[4, 9]] = np.nan
+    adj = adjust_pvalues(p, "bh")
+    ok = np.isfinite(p)
+    np.testing.assert_allclose(adj[ok], stats.false_discovery_control(p[ok], method="bh"), rtol=1e-12)
+    assert np.isnan(adj[~ok]).all()
+    np.testing.assert_allclose(adjust_pvalues(p, "bonferroni")[ok], np.minimum(p[ok] * 48, 1))
+
+
+def naive_mmd2(x, y, bw):
+    def k(a, b):
+        return math.exp(-float(np.sum((a - b) ** 2)) / (2 * bw * bw))
+    n, m = len(x), len(y)
+    sxx = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    syy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    sxy = sum(k(x[i], y[j]) for i in range(n) for j in range(m)) / (n * m)
+    return sxx + syy - 2 * sxy
+
+
+def test_mmd_statistic_matches_naive_and_detects_shift():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 3)), rng.normal(size=(25, 3)) + 0.3
+    z = np.vstack([x, y])
+    k, bw = rbf_kernel_matrix(z)
+    assert math.isclose(_mmd2_unbiased(k, 30), naive_mmd2(x, y, bw), rel_tol=1e-10)
+    same = mmd_permutation_test(rng.normal(size=(300, 4)), rng.normal(size=(300, 4)), permutations=99)
+    diff = mmd_permutation_test(rng.normal(size=(300, 4)), rng.normal(size=(300, 4)) + 0.5,
+                                permutations=99)
+    assert diff[1] == 0.01 and same[1] > 0.05
+
+
+def test_mmd_through_drift_needs_rows():
+    ref, cur = frame(400, 1), frame(400, 2, shift=(0, 1, 2))
+    rep = drift(ref, cur, tests=["ks", "mmd"], mmd_permutations=50)
+    (r,) = rows(rep, "mmd")
+    assert r["p_value"] < 0.05 and r["type"] == "multivariate" and r["drifted"]

@@ -1,0 +1,419 @@
+"""The HTML page of a drift report: structure, escaping, size, self-containment, and (where
+Chromium is installed) that it renders and its script sorts, filters and shows the tooltip."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from engine.monitor.report_html import render_html
+
+FIELDS = ["column", "type", "test", "statistic", "p_value", "p_adjusted", "threshold", "drifted",
+          "reason"]
+SCHEMA = pa.schema([("column", pa.string()), ("type", pa.string()), ("test", pa.string()),
+                    ("statistic", pa.float64()), ("p_value", pa.float64()),
+                    ("p_adjusted", pa.float64()), ("threshold", pa.float64()),
+                    ("drifted", pa.bool_()), ("reason", pa.string())])
+VERDICT = {"drift": True, "drifted_columns": 2, "tested_columns": 4, "share": 0.5,
+           "share_threshold": 0.5, "correction": "bh", "alpha": 0.05}
+EVIL = "<script>alert(\"x\")</script> & 'q' ü 列 \u200b"
+
+
+def row(column, test="ks", type="numeric", statistic=0.1, p_value=0.5, p_adjusted=0.6,
+        threshold=0.05, drifted=False, reason=None):
+    return dict(column=column, type=type, test=test, statistic=statistic, p_value=p_value,
+                p_adjusted=p_adjusted, threshold=threshold, drifted=drifted, reason=reason)
+
+
+def table(rows):
+    return pa.table({f: [r[f] for r in rows] for f in FIELDS}, schema=SCHEMA)
+
+
+def numeric(n_bins=12, seed=0, under=0, over=0):
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(-3, 3, n_bins + 1).tolist()
+    ref = [under] + rng.integers(0, 1000, n_bins).tolist() + [over]
+    cur = [0] + rng.integers(0, 1000, n_bins).tolist() + [over]
+    return {"kind": "numeric", "edges": edges, "ref": ref, "cur": cur}
+
+
+def sample():
+    rows = [
+        row("age", statistic=0.31, p_value=1e-9, p_adjusted=4e-9, drifted=True),
+        row("age", test="wasserstein_normed", statistic=0.42, p_value=None, p_adjusted=None,
+            threshold=0.1, drifted=True),
+        row("income", statistic=float("nan"), p_value=None, p_adjusted=None, drifted=None,
+            reason="current column has no values"),
+        row("plan", test="chi2", type="categorical", statistic=12.5, p_value=0.002,
+            p_adjusted=0.004, drifted=True),
+        row("comment", test="chi2", type="text", statistic=1.5, p_value=0.4, p_adjusted=0.5),
+        row("score", statistic=0.01, p_value=0.9, p_adjusted=0.95),
+    ]
+    dists = {
+        "age": numeric(over=7),
+        "income": {"kind": "numeric", "edges": [0.0, 1.0, 2.0], "ref": [0, 5, 5, 0],
+                   "cur": [0, 0, 0, 0]},
+        "plan": {"kind": "categorical", "labels": ["free", "pro", "(other)", "(unseen)"],
+                 "ref": [50, 30, 20, 0], "cur": [20, 30, 20, 30]},
+        "comment": {"kind": "text", "labels": ["Latin", "Cyrillic", "Han"], "ref": [90, 5, 5],
+                    "cur": [85, 10, 5]},
+        "score": numeric(seed=3),
+    }
+    meta = {"title": "Nightly drift", "reference": "train@3f2a", "reference_rows": 20000,
+            "current": "prod@8b0e", "current_rows": 15000, "created": "2024-06-02 07:30 UTC",
+            "engine_version": "0.1.0"}
+    return table(rows), dict(VERDICT), dists, meta
+
+
+class StrictParser(HTMLParser):
+    """html.parser with a tag stack: end tags must close the innermost open element."""
+
+    VOID = {"meta", "input", "br", "hr", "img", "link", "col", "wbr", "source", "area", "base"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.errors, self.ids, self.text = [], [], [], []
+        self.tags, self.attrs = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs.append((tag, dict(attrs)))
+        self.ids += [v for k, v in attrs if k == "id"]
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:]}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(page: str) -> StrictParser:
+    p = StrictParser()
+    p.feed(page)
+    p.close()
+    return p
+
+
+def body_rows(page: str) -> list[str]:
+    tbody = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return re.findall(r"<tr class=\"[duo]\">.*?</tr>", tbody, flags=re.S)
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_structure_verdict_rows_and_sortable_headers():
+    t, verdict, dists, meta = sample()
+    page = render_html(t, verdict, dists, meta)
+    assert page.startswith("<!DOCTYPE html>")
+    # The verdict comes before the table.
+    assert page.index("Drift detected") < page.index("<table")
+    assert "2 of 4 tested columns drifted (50.0%)" in page
+    assert "Benjamini–Hochberg" in page and "α = 0.05" in page
+    # One row per column (age has two tests, merged), drifted ones first.
+    rows = body_rows(page)
+    assert len(rows) == 5
+    assert [r[11] for r in rows] == ["d", "d", "o", "o", "u"]
+    names = [re.search(r'<td class="c"[^>]*>([^<]*)', r).group(1) for r in rows]
+    assert names == ["age", "plan", "comment", "score", "income"]
+    # Sortable headers (data-t), the initial sort shown, a filter box and the script.
+    assert page.count('<th data-t="') == 9
+    assert 'aria-sort="ascending"' in page
+    assert '<input id="q" type="search"' in page
+    assert "<script>" in page and "localeCompare" in page
+    # The header shows the metadata.
+    for text in ("Nightly drift", "train@3f2a", "20,000 rows", "prod@8b0e", "15,000 rows",
+                 "2024-06-02 07:30 UTC", "mlops-engine 0.1.0"):
+        assert text in page
+    # Deterministic: the same input gives the same page.
+    assert render_html(t, verdict, dists, meta) == page
+
+
+def test_no_drift_verdict_and_counts_from_the_table():
+    t = table([row("a"), row("b"), row("c", drifted=None, reason="constant")])
+    page = render_html(t, {"drift": False}, {})
+    assert "No drift detected" in page and "Drift detected" not in page
+    assert "0 of 2 tested columns drifted" in page  # counted from the table
+    assert 'class="v ok"' in page
+
+
+def test_merged_tests_main_test_and_others():
+    rows = [
+        row("x", statistic=0.02, p_value=0.3, p_adjusted=0.4, drifted=False),
+        row("x", test="wasserstein_normed", statistic=0.25, p_value=None, p_adjusted=None,
+            threshold=0.1, drifted=np.bool_(True)),
+        row("x", test="psi", statistic=float("nan"), p_value=None, p_adjusted=None,
+            threshold=0.2, drifted=None, reason="reference is constant"),
+    ]
+    page = render_html(rows, {}, {})  # a list of mappings works too
+    (r,) = body_rows(page)
+    assert r.startswith('<tr class="d">')  # any drifted test makes the column drifted
+    # The drifted test is the main one, with a distance threshold; the others are listed.
+    assert "<td>wasserstein_normed</td><td>0.25</td><td>–</td><td>–</td>" in r
+    assert '<td data-v="0.1">≥0.1</td>' in r
+    assert '<span class="t">ks 0.02</span>' in r.replace(' title="adjusted p = 0.4"', "")
+    assert 'title="not tested: reference is constant"' in r and "psi –" in r
+
+
+def test_column_kinds_and_not_tested():
+    t, verdict, dists, meta = sample()
+    page = render_html(t, verdict, dists, meta)
+    rows = {re.search(r'<td class="c"[^>]*>([^<]*)', r).group(1): r for r in body_rows(page)}
+    # numeric: step paths for both sides, edge labels, hover data with the over-flow slot
+    age = rows["age"]
+    assert '<path class="r" d="M0 52' in age and '<path class="c" d="M0 52' in age
+    assert '<rect class="o"' in age  # the overflow slot (7 rows above the last edge) is shaded
+    assert 'data-e="-3 -2.5 -2' in age and "data-u" not in age
+    x = [int(v) for v in re.search(r'data-x="([^"]*)"', age).group(1).split()]
+    assert x[0] == 0 and x[-1] == 240 and len(x) == 14  # 12 bins + overflow, no underflow
+    assert x[-1] - x[-2] < x[1] - x[0]  # the overflow slot is narrower
+    # categorical: bars, labels under them, the labels in the hover data
+    plan = rows["plan"]
+    assert '<path class="R"' in plan and '<path class="C"' in plan
+    assert ">free</text>" in plan and ">(unseen)</text>" in plan
+    labels = json.loads(re.search(r'data-l="([^"]*)"', plan).group(1).replace("&quot;", '"'))
+    assert labels == ["free", "pro", "(other)", "(unseen)"]
+    assert "<td>categorical</td>" in plan and "<td>chi2</td>" in plan
+    # text: the same bars, by script
+    assert ">Cyrillic</text>" in rows["comment"] and "<td>text</td>" in rows["comment"]
+    # not tested: grey row, its reason, dashes, and the chart says the current side is empty
+    inc = rows["income"]
+    assert inc.startswith('<tr class="u">')
+    assert '<div class="why">current column has no values</div>' in inc
+    assert '<span class="s">not tested</span>' in inc
+    assert inc.count("<td>–</td>") == 3  # statistic, p-value, adjusted p-value
+    assert "no current values" in inc
+    assert not re.search(r"\bnan\b", page.split("<script>")[0], flags=re.I)
+
+
+def test_nan_statistic_and_missing_values_render_as_dash():
+    t = table([row("a", statistic=float("nan"), p_value=None, p_adjusted=None, threshold=None,
+                   drifted=False)])
+    page = render_html(t, {}, {})
+    (r,) = body_rows(page)
+    assert "<td>ks</td><td>–</td><td>–</td><td>–</td><td data-v=\"\">–</td>" in r
+    assert "nan" not in r.lower()
+    assert '<span class="na">no distribution</span>' in r
+
+
+def test_number_formatting():
+    t = table([row("a", statistic=0.000012345, p_value=1.5e-300, p_adjusted=0.0),
+               row("b", statistic=float("inf"), p_value=1.0, p_adjusted=1.0)])
+    page = render_html(t, {}, {})
+    assert "<td>1.234e-5</td><td>1.5e-300</td><td>0</td>" in page
+    assert "<td>∞</td><td>1</td><td>1</td>" in page
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+def test_user_strings_are_escaped():
+    t = table([row(EVIL, type="categorical", test="chi2<>", drifted=True),
+               row("a&b\"c'd", drifted=None, reason="<b>bad</b> & \"worse\"")])
+    dists = {EVIL: {"kind": "categorical", "labels": ["<i>x</i>", "\"q\"&'", "ü列"],
+                    "ref": [1, 2, 3], "cur": [3, 2, 1]}}
+    meta = {"title": "<title>T</title>", "reference": "</script><script>alert(1)</script>",
+            "extra_note": "<x>"}
+    page = render_html(t, {"correction": "<bh>"}, dists, meta)
+    # No injected markup anywhere: only the page's own <script> and <title>.
+    assert page.count("<script>") == 1 and page.count("</script>") == 1
+    assert "<i>x</i>" not in page and "<b>bad</b>" not in page and "<x>" not in page
+    assert page.count("<title>") == 1
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#x27;q&#x27; ü 列" in page
+    p = parse(page)
+    assert not p.errors and not p.stack
+    text = "".join(p.text)
+    # The parsed text holds the original strings (column name, reason, title, meta).
+    for s in (EVIL, "a&b\"c'd", "<b>bad</b> & \"worse\"", "<title>T</title>",
+              "</script><script>alert(1)</script>", "<x>", "<bh>", "chi2<>"):
+        assert s in text, s
+    # The hover labels of the categorical chart round-trip through the attribute as JSON.
+    svgs = [a for tag, a in p.attrs if tag == "svg" and "data-l" in a]
+    assert json.loads(svgs[0]["data-l"]) == ["<i>x</i>", "\"q\"&'", "ü列"]
+    # The script only ever reads user strings through attributes and textContent.
+    script = page.split("<script>")[1]
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+
+
+def test_control_characters_and_lone_surrogates_are_replaced():
+    name = "a\x00b\x1bc\ud800d"
+    page = render_html([row(name)], {}, {})  # (pyarrow cannot hold a lone surrogate)
+    assert "a\ufffdb\ufffdc\ufffdd" in page
+    page.encode("utf-8")  # strict: no lone surrogate left
+
+
+# --------------------------------------------------------------------------- self-contained
+
+
+def test_no_network_references():
+    t, verdict, dists, meta = sample()
+    page = render_html(t, verdict, dists, meta)
+    low = page.lower()
+    assert "http://" not in low and "https://" not in low and "//" not in re.sub(
+        r"<script>.*?</script>", "", low, flags=re.S)
+    p = parse(page)
+    for tag, attrs in p.attrs:
+        assert not {"src", "href", "srcset", "action", "xlink:href"} & set(attrs), (tag, attrs)
+    assert not {"link", "img", "iframe", "object", "embed", "use", "image"} & set(p.tags)
+    assert "@import" not in low and "url(" not in low and "@font-face" not in low
+    # A Content-Security-Policy forbids any fetch anyway.
+    assert "default-src &#x27;none&#x27;" in page or "default-src 'none'" in page
+
+
+def test_valid_html():
+    t, verdict, dists, meta = sample()
+    page = render_html(t, verdict, dists, meta)
+    p = parse(page)
+    assert p.errors == [] and p.stack == []
+    assert len(p.ids) == len(set(p.ids))
+    assert p.tags[:4] == ["html", "head", "meta", "meta"]
+    assert page.count("<svg") == page.count("</svg>") == 5
+    # Every table row has as many cells as the header.
+    heads = len(re.findall(r"<th[ >]", page))
+    for r in body_rows(page):
+        assert r.count("<td") == heads
+
+
+# --------------------------------------------------------------------------- size
+
+
+def thousand_columns():
+    rng = np.random.default_rng(1)
+    rows, dists = [], {}
+    for i in range(1000):
+        name = f"feature_{i:04d}"
+        rows.append(row(name, statistic=float(rng.random() * 0.1), p_value=float(rng.random()),
+                        p_adjusted=float(rng.random()), drifted=bool(i % 10 == 0)))
+        rows.append(row(name, test="wasserstein_normed", statistic=float(rng.random() * 0.2),
+                        p_value=None, p_adjusted=None, threshold=0.1, drifted=bool(i % 7 == 0)))
+        # 12 bins plus under- and overflow counts on both sides (the widest numeric chart).
+        edges = np.sort(rng.normal(size=13)) * 1.2345
+        dists[name] = {"kind": "numeric", "edges": edges.tolist(),
+                       "ref": rng.integers(1, 50_000, 14).tolist(),
+                       "cur": rng.integers(1, 50_000, 14).tolist()}
+    return table(rows), dists
+
+
+def test_size_of_1000_columns_under_2mb(capsys):
+    t, dists = thousand_columns()
+    page = render_html(t, {"drift": True, "correction": "bh", "alpha": 0.05,
+                           "share_threshold": 0.5}, dists,
+                       {"title": "1,000 columns", "reference": "ref", "current": "cur"})
+    size = len(page.encode("utf-8"))
+    with capsys.disabled():
+        print(f"\n1,000 numeric columns x 12 bins, 2 tests each: {size:,} bytes")
+    assert size < 2_000_000
+    assert len(body_rows(page)) == 1000
+    assert page.count("<svg") == 1000
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("dist, match", [
+    ({"kind": "numeric", "edges": [0, 1], "ref": [1, 2], "cur": [1, 2, 3]}, "len\\(edges\\) \\+ 1"),
+    ({"kind": "categorical", "labels": ["a"], "ref": [1, 2], "cur": [1, 2]}, "differ in length"),
+    ({"kind": "numeric", "edges": [0, 1], "ref": [1, -2, 3], "cur": [1, 2, 3]}, "negative"),
+    ({"kind": "histogram", "ref": [1], "cur": [1]}, "unknown kind"),
+    ({"kind": "numeric", "edges": [0, 1]}, "mapping with 'ref' and 'cur'"),
+])
+def test_malformed_distributions_raise(dist, match):
+    with pytest.raises(ValueError, match=match):
+        render_html(table([row("a")]), {}, {"a": dist})
+
+
+def test_missing_columns_raise():
+    with pytest.raises(ValueError, match="'column' or 'test'"):
+        render_html([{"column": "a"}], {}, {})
+
+
+def test_degenerate_distributions():
+    dists = {
+        "empty": {"kind": "numeric", "edges": [], "ref": [5], "cur": [0]},
+        "one_edge": {"kind": "numeric", "edges": [1.0], "ref": [3, 0], "cur": [0, 4]},
+        "zeros": {"kind": "categorical", "labels": ["a", "b"], "ref": [0, 0], "cur": [0, 0]},
+        "nocat": {"kind": "categorical", "labels": [], "ref": [], "cur": []},
+        "many": {"kind": "categorical", "labels": [f"c{i}" for i in range(300)],
+                 "ref": list(range(300)), "cur": list(range(300, 0, -1))},
+    }
+    page = render_html(table([row(k) for k in dists]), {}, dists)
+    p = parse(page)
+    assert not p.errors
+    assert "no current values" in page and ">no values<" in page and "no categories" in page
+    assert '"all values"' in page.replace("&quot;", '"')
+    assert not re.search(r"\bnan\b", page.split("<script>")[0], flags=re.I)
+
+
+# --------------------------------------------------------------------------- in a browser
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and
+                 os.path.exists(p)), None)
+
+# Run after the page's own script: sort, filter, hover, then record the results in the DOM.
+PROBE = """<script>(function(){
+var T=document.getElementById("cols"),H=T.tHead.rows[0].cells,out={};
+function names(){return Array.prototype.map.call(T.tBodies[0].rows,function(r){
+return r.cells[1].getAttribute("data-v")||r.cells[1].textContent})}
+out.initial=names();H[5].click();out.stat_up=names();H[5].click();out.stat_down=names();
+var q=document.getElementById("q");q.value="SCO";q.dispatchEvent(new Event("input"));
+out.shown=document.getElementById("n").textContent;
+out.hidden=Array.prototype.filter.call(T.tBodies[0].rows,function(r){return r.hidden}).length;
+q.value="";q.dispatchEvent(new Event("input"));
+var s=document.querySelector("td.g svg[data-l]"),b=s.getBoundingClientRect();
+s.dispatchEvent(new MouseEvent("mousemove",{bubbles:true,clientX:b.left+5,clientY:b.top+30}));
+var tt=document.getElementById("tt");out.tip_hidden=tt.hidden;out.tip=tt.textContent;
+out.ready=document.documentElement.getAttribute("data-ready");
+document.body.setAttribute("data-probe",JSON.stringify(out))})();</script></body>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_renders_in_headless_chromium(tmp_path):
+    t, verdict, dists, meta = sample()
+    page = render_html(t, verdict, dists, meta).replace("</body>", PROBE)
+    path = tmp_path / "report.html"
+    path.write_text(page, encoding="utf-8")
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900",
+           "--dump-dom", path.as_uri()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    m = re.search(r'data-probe="([^"]*)"', out.stdout)
+    assert m, out.stdout[-2000:]
+    probe = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert probe["ready"] == "1"  # the page's script ran to its end
+    assert probe["initial"] == ["age", "plan", "comment", "score", "income"]
+    # Statistic ascending: 0.01, 0.31, 1.5, 12.5, then the NaN of 'income' last; descending
+    # reverses the numbers and keeps the missing value last.
+    assert probe["stat_up"] == ["score", "age", "comment", "plan", "income"]
+    assert probe["stat_down"] == ["plan", "comment", "age", "score", "income"]
+    assert probe["shown"] == "1" and probe["hidden"] == 4  # "SCO" matches only 'score'
+    assert probe["tip_hidden"] is False
+    assert probe["tip"].startswith("free") and "reference 50.0%" in probe["tip"]
+    assert "current 20.0%" in probe["tip"] and "50 rows" in probe["tip"]
+
+
+def test_thousand_column_page_is_fast():
+    import time
+
+    t, dists = thousand_columns()
+    t0 = time.perf_counter()
+    render_html(t, {}, dists)
+    assert time.perf_counter() - t0 < 5.0
