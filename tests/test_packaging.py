@@ -1,6 +1,7 @@
 """Every subpackage of engine/ is listed in pyproject.toml (else `pip install .` drops it)."""
 
 import os
+
 import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
