@@ -2,7 +2,9 @@
 
 import os
 
-import tomllib
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
