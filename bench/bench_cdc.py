@@ -19,11 +19,11 @@ import json
 import os
 import platform
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import blake3
 import numpy as np
+from timing import best_of
 
 from engine.chunking import chunk_bytes
 from engine.cli import _size
@@ -31,15 +31,6 @@ from engine.kernels import CdcParams, cut_points, usable_backends
 
 CHUNKER_TARGET_GBS = 3.0
 CHUNK_HASH_TARGET_RATIO = 0.7
-
-
-def best_of(fn, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main(argv=None) -> int:

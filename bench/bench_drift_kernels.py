@@ -26,10 +26,10 @@ import json
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 from scipy import stats
+from timing import best_of
 
 from engine.kernels import drift as D
 from engine.kernels import resolve
@@ -37,15 +37,6 @@ from engine.kernels import resolve
 TARGET_PROFILED_S = 0.1
 TARGET_RAW_S = 0.3
 TARGET_RATIO = 10.0
-
-
-def best_of(fn, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main(argv=None) -> int:

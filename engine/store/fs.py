@@ -74,8 +74,8 @@ class LocalFS:
     def mtime(self, key: str) -> float:
         return os.stat(self.path(key)).st_mtime
 
-    def write_atomic(self, key: str, data: bytes, fsync: bool = True) -> None:
-        """Publish ``data`` under ``key``, replacing any old content atomically."""
+    def _write_temp(self, key: str, data: bytes, fsync: bool) -> tuple[str, str]:
+        """Write ``data`` to a temporary file beside ``key``; returns (dir key, temp path)."""
         d = key.rpartition("/")[0]
         self.makedirs(d)
         tmp = self.path(_tmp_name(key))
@@ -85,6 +85,15 @@ class LocalFS:
                 if fsync:
                     f.flush()
                     os.fsync(f.fileno())
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+        return d, tmp
+
+    def write_atomic(self, key: str, data: bytes, fsync: bool = True) -> None:
+        """Publish ``data`` under ``key``, replacing any old content atomically."""
+        d, tmp = self._write_temp(key, data, fsync)
+        try:
             os.replace(tmp, self.path(key))
         except BaseException:
             _unlink_quiet(tmp)
@@ -100,14 +109,8 @@ class LocalFS:
         fsynced, then hard-linked to ``key`` (``link`` fails atomically if the name
         exists, also over NFSv3+ and Lustre).
         """
-        d = key.rpartition("/")[0]
-        self.makedirs(d)
-        tmp = self.path(_tmp_name(key))
+        d, tmp = self._write_temp(key, data, fsync=True)
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
             try:
                 os.link(tmp, self.path(key))
             except FileExistsError:
