@@ -45,6 +45,8 @@ bench: install-dev
 	$(PY) bench/bench_cdc.py --size $(BENCH_SIZE)
 	$(PY) bench/bench_import.py
 	$(PY) bench/bench_index.py
+	$(PY) bench/bench_drift_kernels.py
+	$(PY) bench/bench_drift.py
 	$(PY) -m pytest bench -q --benchmark-columns=min,mean,max,ops
 
 # Peers for bench-data: restic (apt) and dvc (pip, in its own .venv-peers).
