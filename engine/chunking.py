@@ -42,11 +42,36 @@ def _hash_chunks(view: memoryview, bounds: np.ndarray) -> bytes:
     return b"".join(blake3.blake3(view[b[i]:b[i + 1]]).digest() for i in range(len(b) - 1))
 
 
-def _result(ends: np.ndarray, digests: bytes, output: str, base: int = 0):
+def split_block(carry: bytes, block: memoryview, block_start: int, cuts: np.ndarray):
+    """Chunks completed in ``block`` by ``cuts``, and the bytes carried to the next block.
+
+    ``block`` starts at stream offset ``block_start``; ``carry`` holds the bytes since
+    the last cut (from earlier blocks); ``cuts`` are absolute chunk end offsets. Only a
+    chunk that straddles blocks is copied; the others are views into ``block``.
+    Returns ``(chunk views, new carry)``.
+    """
+    prev = block_start - len(carry)  # stream offset where the next chunk starts
+    views = []
+    for c in cuts.tolist():
+        if prev < block_start:
+            views.append(memoryview(carry + bytes(block[:c - block_start])))
+        else:
+            views.append(block[prev - block_start:c - block_start])
+        prev = c
+    carry = carry + bytes(block) if prev < block_start else bytes(block[prev - block_start:])
+    return views, carry
+
+
+def _hash_views(views: list) -> bytes:
+    """Concatenated BLAKE3-256 digests of ``views``."""
+    return b"".join(blake3.blake3(v).digest() for v in views)
+
+
+def _result(ends: np.ndarray, digests: bytes, output: str):
     n = len(ends)
     offsets = np.empty(n, dtype=np.int64)
     if n:
-        offsets[0] = base
+        offsets[0] = 0
         offsets[1:] = ends[:-1]
     lengths = ends - offsets
     if output == "numpy":
@@ -169,32 +194,15 @@ def chunk_file(path, params: CdcParams | None = None, *, backend: str | None = N
     futures: list[Future] = []
     ends = []
     carry = b""  # bytes of the chunk in progress from earlier blocks
-    carry_start = 0
     with open(p, "rb", buffering=0) as f, ThreadPoolExecutor(workers) as pool, \
             Progress(size, os.path.basename(p), enabled=progress) as bar:
         while True:
-            block = f.read(block_size)  # b"" only at end of file
-            cuts = chunker.update(block) if block else np.empty(0, np.int64)
-            if not block:
-                cuts = np.concatenate([cuts, chunker.finish()])
-            block_lo = chunker.offset - len(block)
-            if len(cuts):
-                # The first chunk may start in an earlier block: join it with the carry.
-                first_end = int(cuts[0]) - block_lo
-                head = carry + block[:first_end] if carry else None
-                if head is not None:
-                    futures.append(pool.submit(_hash_chunks, memoryview(head),
-                                               np.array([0, len(head)])))
-                    bounds = cuts - block_lo
-                else:
-                    bounds = np.concatenate([[carry_start - block_lo], cuts - block_lo])
-                if len(bounds) > 1:
-                    futures.append(pool.submit(_hash_chunks, memoryview(block), bounds))
+            block = f.read(block_size)  # b"" only at end of file; a fresh buffer each time,
+            cuts = chunker.update(block) if block else chunker.finish()  # so views stay valid
+            views, carry = split_block(carry, memoryview(block), chunker.offset - len(block), cuts)
+            if views:
+                futures.append(pool.submit(_hash_views, views))
                 ends.append(cuts)
-                carry = block[int(cuts[-1]) - block_lo:]
-                carry_start = int(cuts[-1])
-            else:
-                carry = carry + block
             bar.advance(len(block))
             if not block:
                 break
@@ -206,22 +214,19 @@ def chunk_file(path, params: CdcParams | None = None, *, backend: str | None = N
 def file_id(chunks) -> bytes:
     """A file's id: BLAKE3-256 of its ordered ``(chunk id, length as u64 little-endian)`` list.
 
-    ``chunks`` is what ``chunk_bytes``/``chunk_file`` return (Arrow or NumPy).
+    ``chunks`` is what ``chunk_bytes``/``chunk_file`` return (Arrow or NumPy), or an
+    iterable of ``(chunk id bytes, length)`` pairs. This is the only implementation of
+    the record layout; snapshot and checkout call it too.
     """
     if isinstance(chunks, pa.Table):
-        ids = chunks.column("id").combine_chunks()
-        id_bytes = ids.buffers()[1].to_pybytes()[ids.offset * ID_SIZE:(ids.offset + len(ids)) * ID_SIZE]
-        lengths = chunks.column("length").to_numpy()
-        n = chunks.num_rows
-        rec = np.empty(n, dtype=[("id", "u1", (ID_SIZE,)), ("len", "<u8")])
-        rec["id"] = np.frombuffer(id_bytes, np.uint8).reshape(n, ID_SIZE)
-        rec["len"] = lengths
-    else:
-        arr = np.asarray(chunks)
-        rec = np.empty(len(arr), dtype=[("id", "u1", (ID_SIZE,)), ("len", "<u8")])
-        rec["id"] = arr["id"]
-        rec["len"] = arr["length"]
-    return blake3.blake3(rec.tobytes()).digest()
+        chunks = zip(chunks.column("id").to_pylist(), chunks.column("length").to_pylist())
+    elif isinstance(chunks, np.ndarray):
+        chunks = ((bytes(r["id"]), int(r["length"])) for r in chunks)
+    h = blake3.blake3()
+    for cid, n in chunks:
+        h.update(cid)
+        h.update(int(n).to_bytes(8, "little"))
+    return h.digest()
 
 
 def iter_chunks(buf, params: CdcParams | None = None) -> Iterable[memoryview]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import blake3
 import numpy as np
 
-from ..chunking import default_workers
+from ..chunking import default_workers, file_id, split_block
 from ..kernels.cdc import Chunker
 from ..progress import Progress
 from ..store import Store
@@ -199,22 +199,10 @@ def _read_file(e: _Entry, store: Store, sink: _ChunkSink, tries: int = 3):
                 mv = buf[:n]  # reused per thread: every view into it is consumed below
                 total += n
                 cuts = chunker.update(mv) if n else chunker.finish()
-                bstart = chunker.offset - n  # stream offset of mv[0]
-                prev = bstart - len(carry)  # stream offset where the next chunk starts
-                ids, views = [], []
-                for c in cuts.tolist():
-                    # Only a chunk that straddles blocks is copied; the rest are views.
-                    if prev < bstart:
-                        v = memoryview(carry + bytes(mv[:c - bstart]))
-                    else:
-                        v = mv[prev - bstart:c - bstart]
-                    cid = blake3.blake3(v).digest()
-                    ids.append(cid)
-                    views.append(v)
-                    chunks.append((cid, len(v)))
-                    prev = c
+                views, carry = split_block(carry, mv, chunker.offset - n, cuts)
+                ids = [blake3.blake3(v).digest() for v in views]
+                chunks += zip(ids, map(len, views))
                 sink.offer(ids, views)  # compresses and writes: done with the views
-                carry = carry + bytes(mv) if prev < bstart else bytes(mv[prev - bstart:])
                 if not n:
                     break
             st1 = os.fstat(fd)
@@ -225,8 +213,7 @@ def _read_file(e: _Entry, store: Store, sink: _ChunkSink, tries: int = 3):
         same = (stat_key(st0)[:2] == stat_key(st1)[:2] and st1.st_ino == st2.st_ino
                 and stat_key(st1)[:2] == stat_key(st2)[:2] and total == st1.st_size)
         if same:
-            fid = blake3.blake3(b"".join(cid + n.to_bytes(8, "little") for cid, n in chunks)).digest()
-            return st1, fid, chunks
+            return st1, file_id(chunks), chunks
     raise FileChangedError(
         f"{e.abspath!r} kept changing while it was read ({tries} tries); "
         "snapshot it when it is no longer being written"
@@ -332,8 +319,9 @@ def _snapshot_path(source, name, message, st: Store, progress, workers) -> Versi
             done[e.rel] = (e.st, hit[0], hit[1])
     if done:  # cached chunks must still be stored (gc may have dropped an old version)
         all_ids = [cid for _, _, ch in done.values() for cid, _ in ch]
-        if all_ids and not st.index.contains(all_ids).all():
-            missing = set(np.asarray(all_ids, dtype=object)[~st.index.contains(all_ids)].tolist())
+        have = st.index.contains(all_ids) if all_ids else np.ones(0, bool)
+        if not have.all():
+            missing = set(np.asarray(all_ids, dtype=object)[~have].tolist())
             for rel in [r for r, (_, _, ch) in done.items() if any(c in missing for c, _ in ch)]:
                 del done[rel]
     todo = [e for e in files if e.rel not in done]

@@ -8,9 +8,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import blake3
-
-from ..chunking import default_workers
+from ..chunking import default_workers, file_id
 from ..progress import Progress
 from ..store import StoreCorruption
 from .ingest import using_store
@@ -116,7 +114,6 @@ def _checkout(st, ref, dest, paths, progress, workers):
         target = os.path.join(dest, *rel.split("/"))
         parent = parent_dir(target)
         tmp = os.path.join(parent, f".{os.path.basename(target)}.{uuid.uuid4().hex[:8]}.mlops-tmp")
-        records = []
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
@@ -127,8 +124,8 @@ def _checkout(st, ref, dest, paths, progress, workers):
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view):]
-                    records.append(ch["id"] + ch["length"].to_bytes(8, "little"))
-                if blake3.blake3(b"".join(records)).digest() != cols["file_id"][i]:
+                pairs = ((ch["id"], ch["length"]) for ch in cols["chunks"][i])
+                if file_id(pairs) != cols["file_id"][i]:
                     raise StoreCorruption(f"file {rel!r} of {v.ref}: chunk list does not match its file id")
                 os.fchmod(fd, cols["mode"][i])
                 os.utime(fd, ns=(cols["mtime_ns"][i], cols["mtime_ns"][i]))
