@@ -251,17 +251,15 @@ def _gc(st, keep, keep_last, grace, repack_below, dry_run):
         for pid in to_delete:
             st.fs.delete(pack_key(pid, "idx"))  # unpublish first, then drop the data
             st.fs.delete(pack_key(pid, "pack"))
-    # Unpublished packs (no index) and temporaries left by crashed writers.
-    for key in list(st.fs.walk_files("tmp")) + [k for k in st.fs.walk_files("packs") if k.endswith(".pack")]:
-        if key.endswith(".pack") and st.fs.exists(key[:-5] + ".idx"):
-            continue
-        if old_enough(key):
-            rep.temporaries_removed += 1
-            if not dry_run:
-                st.fs.delete(key)
+    # Leftovers of crashed writers, in one walk of the store: pack temporaries, packs with
+    # no index (never published), and the dot-temporaries of atomic writes.
     for key in st.fs.walk_files(""):
         base = key.rsplit("/", 1)[-1]
-        if base.startswith(".") and base.endswith(".tmp") and old_enough(key):
+        leftover = (key.startswith("tmp/")
+                    or (key.startswith("packs/") and key.endswith(".pack")
+                        and not st.fs.exists(key[:-5] + ".idx"))
+                    or (base.startswith(".") and base.endswith(".tmp")))
+        if leftover and old_enough(key):
             rep.temporaries_removed += 1
             if not dry_run:
                 st.fs.delete(key)

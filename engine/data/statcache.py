@@ -42,11 +42,8 @@ def stat_key(st: os.stat_result) -> tuple:
 
 class StatCache:
     def __init__(self, store, source: str):
-        self.store = store
-        self.source = source
         self.entries: dict[str, tuple] = {}
         self.fs, self.key = _cache_fs(str(store.root), source)
-        self.enabled = True
         self._load()
 
     def _load(self) -> None:
@@ -70,8 +67,6 @@ class StatCache:
         return None
 
     def save(self, files: list[tuple[str, os.stat_result, bytes, list]], started_ns: int) -> None:
-        if not self.enabled:
-            return
         rows = [(p, st, fid, ch) for p, st, fid, ch in files if st.st_mtime_ns < started_ns - RACY_NS]
         t = pa.Table.from_pydict({
             "path": [r[0] for r in rows],

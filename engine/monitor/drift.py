@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 P_TESTS = {"ks", "cvm", "chi2", "gtest", "mmd"}
 DEFAULT_THRESHOLDS = {
@@ -82,8 +83,8 @@ class DriftReport:
 
     @property
     def drifted_columns(self) -> list[str]:
-        t = self.table.filter(pa.compute.and_(self.table["primary"],
-                                              pa.compute.fill_null(self.table["drifted"], False)))
+        t = self.table.filter(pc.and_(self.table["primary"],
+                                      pc.fill_null(self.table["drifted"], False)))
         return t.column("column").to_pylist()
 
     def to_dict(self) -> dict:
