@@ -27,6 +27,7 @@ _LAZY = {
     "Chunker": "engine.kernels.cdc",
     "kernels": "engine.kernels",
     "config": "engine.config",
+    "Registry": "engine.registry",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

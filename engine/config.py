@@ -37,3 +37,6 @@ def cache_dir() -> str:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         d = os.path.join(base, "mlops-engine")
     return d
+
+#: Registry: a checkpoint (one Arrow file compacting the log) every this many commits.
+REGISTRY_CHECKPOINT_EVERY = 1000

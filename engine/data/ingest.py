@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import blake3
 import numpy as np
+import pyarrow as pa
 
 from ..chunking import default_workers, file_id, split_block
 from ..kernels.cdc import Chunker
@@ -282,7 +283,32 @@ def snapshot(source, name: str, message: str | None = None, *, store=None,
         return _snapshot_path(source, name, message, st, progress, workers)
 
 
+@dataclass
+class StoredTree:
+    """A tree (or single file) whose chunks and manifest are in the store, not yet committed."""
+
+    manifest: pa.Table
+    blob: dict  # the manifest's blob record
+    id: str  # content id (mf.version_id)
+    files: int  # manifest entries (files and links)
+    bytes: int  # bytes of the regular files
+    source: str  # absolute source path
+    skipped: list
+    new_bytes: int
+
+
 def _snapshot_path(source, name, message, st: Store, progress, workers) -> Version:
+    t = store_tree(source, st, f"snapshot {name}", progress, workers)
+    return _commit(st, name, message, t.id, t.blob, t.files, t.bytes, t.source, "files",
+                   {"skipped": t.skipped, "new_bytes": t.new_bytes})
+
+
+def store_tree(source, st: Store, label: str, progress=None, workers=None) -> StoredTree:
+    """Chunk, deduplicate and store the files under ``source`` and their manifest.
+
+    Shared by dataset snapshots and registry artifacts; the caller commits a record
+    naming the returned manifest blob.
+    """
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError("source must be a directory or file path, a pyarrow.Table or a pandas "
                         f"DataFrame; got {type(source).__name__}")
@@ -330,7 +356,7 @@ def _snapshot_path(source, name, message, st: Store, progress, workers) -> Versi
     sink = _ChunkSink(st, writer)
     nworkers = workers or default_workers() + 1  # this thread only coordinates
     try:
-        with Progress(sum(e.st.st_size for e in todo), f"snapshot {name}", enabled=progress) as bar, \
+        with Progress(sum(e.st.st_size for e in todo), label, enabled=progress) as bar, \
                 ThreadPoolExecutor(nworkers, thread_name_prefix="mlops-snapshot") as pool:
             def run(batch):
                 return [(e, _read_file(e, st, sink)) for e in batch]
@@ -351,12 +377,9 @@ def _snapshot_path(source, name, message, st: Store, progress, workers) -> Versi
         writer.abort()
         raise
     st.absorb(writer)
-    vid = mf.version_id(man)
-    total_bytes = sum(e.st.st_size for e in files)
-    version = _commit(st, name, message, vid, blob, len(entries), total_bytes, src, "files",
-                      {"skipped": skipped, "new_bytes": sink.new_bytes})
     cache.save([(e.rel, *done[e.rel]) for e in files], started_ns)
-    return version
+    return StoredTree(man, blob, mf.version_id(man), len(entries),
+                      sum(e.st.st_size for e in files), src, skipped, sink.new_bytes)
 
 
 def _collect(finished, done, bar) -> None:
@@ -399,12 +422,19 @@ def _snapshot_table(table, name, message, st: Store) -> Version:
 
     t = as_arrow_table(table)
     data = table_to_parquet_bytes(t)
+    man, blob = store_bytes(data, "data.parquet", st)
+    return _commit(st, name, message, mf.version_id(man), blob, 1, len(data), "<table>", "table",
+                   {"num_rows": t.num_rows, "columns": t.column_names})
+
+
+def store_bytes(data, filename: str, st: Store, mode: int = 0o644) -> tuple[pa.Table, dict]:
+    """Store ``data`` as a one-file tree named ``filename``; returns (manifest, manifest blob)."""
     writer = st.writer()
     try:
         pending: set = set()
         fblob = st.put_blob(data, writer, pending)
         chunks = [(bytes.fromhex(c), n) for c, n in fblob["chunks"]]
-        entry = {"path": "data.parquet", "kind": "file", "mode": 0o644, "size": len(data),
+        entry = {"path": filename, "kind": "file", "mode": mode, "size": len(data),
                  "mtime_ns": 0, "file_id": bytes.fromhex(fblob["id"]), "target": None,
                  "chunks": chunks}
         man = mf.build([entry])
@@ -414,5 +444,4 @@ def _snapshot_table(table, name, message, st: Store) -> Version:
         writer.abort()
         raise
     st.absorb(writer)
-    return _commit(st, name, message, mf.version_id(man), blob, 1, len(data), "<table>", "table",
-                   {"num_rows": t.num_rows, "columns": t.column_names})
+    return man, blob

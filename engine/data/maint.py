@@ -12,6 +12,7 @@ import numpy as np
 
 from ..store import Store, StoreCorruption, StoreError
 from ..store.pack import HEADER, PACK_MAGIC, RECORD, compress, decode_index, decompress, pack_key
+from . import manifest as mf
 from .ingest import using_store
 from .version import KIND, Version, resolve, versions
 
@@ -36,23 +37,30 @@ def all_versions(st: Store) -> list[Version]:
 
 
 def _referenced(st: Store, vs: list[Version], problems: list | None = None) -> dict[bytes, list[str]]:
-    """chunk id -> refs of the versions using it (their manifests' chunks included)."""
+    """chunk id -> refs of the versions using it (their manifests' chunks included).
+
+    Registry versions (``engine.registry``) count too: their refs are ``name:vN`` of
+    the registry, and their manifests live in the same store.
+    """
+    from ..registry.views import live_manifest_blobs
+
     used: dict[bytes, list[str]] = {}
-    for v in vs:
-        for cid, _ in v.record["manifest"]["chunks"]:
-            used.setdefault(bytes.fromhex(cid), []).append(v.ref)
+    pairs = [(v.ref, v.record["manifest"]) for v in vs] + live_manifest_blobs(st)
+    for ref, blob in pairs:
+        for cid, _ in blob["chunks"]:
+            used.setdefault(bytes.fromhex(cid), []).append(ref)
         try:
-            man = v.manifest()
+            man = mf.from_bytes(st.get_blob(blob), f"manifest of {ref}")
         except StoreError as exc:
             if problems is None:
                 raise
-            problems.append({"problem": "manifest unreadable", "version": v.ref, "detail": str(exc)})
+            problems.append({"problem": "manifest unreadable", "version": ref, "detail": str(exc)})
             continue
         for chunks in man.column("chunks").to_pylist():
             for c in chunks or []:
                 refs = used.setdefault(c["id"], [])
-                if not refs or refs[-1] != v.ref:
-                    refs.append(v.ref)
+                if not refs or refs[-1] != ref:
+                    refs.append(ref)
     return used
 
 

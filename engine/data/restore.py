@@ -80,7 +80,18 @@ def _checkout(st, ref, dest, paths, progress, workers):
     v = resolve(st, ref)
     if not isinstance(dest, (str, os.PathLike)):
         raise TypeError(f"dest must be a path, got {type(dest).__name__}")
-    man = v.manifest()
+    dest, files, links, total = checkout_manifest(st, v.manifest(), v.ref, dest, paths, progress,
+                                                  workers)
+    return CheckoutResult(v, dest, files, links, total)
+
+
+def checkout_manifest(st, man, label: str, dest, paths=None, progress=None, workers=None):
+    """Write the files of manifest ``man`` under ``dest`` (see :func:`checkout`).
+
+    Returns ``(dest, files, links, bytes)``. ``label`` names the version in messages.
+    """
+    if not isinstance(dest, (str, os.PathLike)):
+        raise TypeError(f"dest must be a path, got {type(dest).__name__}")
     cols = man.to_pydict()
     for p in cols["path"]:
         check_safe_path(p)
@@ -126,7 +137,7 @@ def _checkout(st, ref, dest, paths, progress, workers):
                         view = view[os.write(fd, view):]
                 pairs = ((ch["id"], ch["length"]) for ch in cols["chunks"][i])
                 if file_id(pairs) != cols["file_id"][i]:
-                    raise StoreCorruption(f"file {rel!r} of {v.ref}: chunk list does not match its file id")
+                    raise StoreCorruption(f"file {rel!r} of {label}: chunk list does not match its file id")
                 os.fchmod(fd, cols["mode"][i])
                 os.utime(fd, ns=(cols["mtime_ns"][i], cols["mtime_ns"][i]))
             finally:
@@ -140,7 +151,7 @@ def _checkout(st, ref, dest, paths, progress, workers):
             raise
         return cols["size"][i]
 
-    with Progress(total, f"checkout {v.ref}", enabled=progress) as bar, \
+    with Progress(total, f"checkout {label}", enabled=progress) as bar, \
             ThreadPoolExecutor(workers or max(2, default_workers() + 1)) as pool:
         for n in pool.map(write_file, files):
             bar.advance(n, files=1)
@@ -152,4 +163,4 @@ def _checkout(st, ref, dest, paths, progress, workers):
         tmp = target + f".{uuid.uuid4().hex[:8]}.mlops-tmp"
         os.symlink(cols["target"][i], tmp)
         os.replace(tmp, target)
-    return CheckoutResult(v, dest, len(files), len(links), total)
+    return dest, len(files), len(links), total

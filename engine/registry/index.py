@@ -1,0 +1,310 @@
+"""The registry's query index: a host-local SQLite file caught up from the commit log.
+
+The index is a cache. It lives outside the store (``engine.config.cache_dir()``,
+keyed by host and store), because SQLite locking is unreliable on the shared file
+systems where stores live; deleting it is always safe, and the next query rebuilds
+it from the checkpoints and the log. If SQLite cannot open it at all, an
+in-memory index is used instead (slower to start, same answers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+import warnings
+
+from .. import config
+from .log import CommitLog
+
+INDEX_VERSION = 1  # bump when the schema or the apply rules change: the cache is rebuilt
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS commits(seq INTEGER PRIMARY KEY, time TEXT, user TEXT, host TEXT,
+    job TEXT, summary TEXT, names TEXT, body TEXT);
+CREATE TABLE IF NOT EXISTS artifacts(name TEXT PRIMARY KEY, kind TEXT, seq INTEGER);
+CREATE TABLE IF NOT EXISTS versions(name TEXT, version INTEGER, kind TEXT, id TEXT, format TEXT,
+    size INTEGER, files INTEGER, created TEXT, user TEXT, host TEXT, seq INTEGER, run_id TEXT,
+    metrics TEXT, params TEXT, tags TEXT, message TEXT, content TEXT, deleted INTEGER DEFAULT 0,
+    PRIMARY KEY(name, version));
+CREATE INDEX IF NOT EXISTS versions_id ON versions(id);
+CREATE INDEX IF NOT EXISTS versions_run ON versions(run_id);
+CREATE TABLE IF NOT EXISTS aliases(name TEXT, alias TEXT, version INTEGER, seq INTEGER,
+    PRIMARY KEY(name, alias));
+CREATE TABLE IF NOT EXISTS runs(run_id TEXT PRIMARY KEY, name TEXT, status TEXT, start TEXT,
+    end TEXT, params TEXT, tags TEXT, metrics TEXT, git_commit TEXT, git_dirty INTEGER,
+    host TEXT, user TEXT, world_size INTEGER, slurm_job_id TEXT, seq INTEGER, info TEXT);
+CREATE INDEX IF NOT EXISTS runs_name ON runs(name);
+CREATE TABLE IF NOT EXISTS edges(src TEXT, dst TEXT, PRIMARY KEY(src, dst));
+CREATE INDEX IF NOT EXISTS edges_dst ON edges(dst);
+"""
+
+
+def index_path(store) -> str:
+    """Where the index of ``store`` lives on this host."""
+    ident = f"{socket.gethostname()}\0{store.root}\0{store.config.get('created')}"
+    h = hashlib.sha256(ident.encode()).hexdigest()[:32]
+    return os.path.join(config.cache_dir(), "registry", f"{h}.sqlite")
+
+
+def node(name: str, version: int) -> str:
+    return f"{name}:v{version}"
+
+
+def _merge_json(old: str | None, new: dict | None) -> str:
+    d = json.loads(old) if old else {}
+    d.update(new or {})
+    return json.dumps(d, sort_keys=True)
+
+
+def summarize(action: dict) -> str:
+    """One line of the audit trail for an action."""
+    op = action.get("op")
+    if op == "register":
+        s = f"register {action['name']}:v{action['version']} ({action['kind']}, {action['id'][:12]})"
+        return s + (f" from run {action['run_id']}" if action.get("run_id") else "")
+    if op == "alias":
+        prev = f"v{action['previous']}" if action.get("previous") else "none"
+        new = f"v{action['version']}" if action.get("version") else "none"
+        s = f"alias {action['alias']} of {action['name']}: {prev} -> {new}"
+        gate = action.get("gate")
+        if gate:
+            s += f" (gate {gate['metric']}{gate['op']}: {gate['new']} vs {gate['held']})"
+        if action.get("forced"):
+            s += " (FORCED)"
+        return s
+    if op == "delete_version":
+        return f"delete {action['name']}:v{action['version']}" + (
+            f" ({action['reason']})" if action.get("reason") else "")
+    if op == "run_start":
+        return f"run {action['run_id']} ({action['name']}) started"
+    if op == "run_input":
+        return f"run {action['run_id']} input {action['node']}"
+    if op == "run_end":
+        return f"run {action['run_id']} {action['status'].lower()}"
+    if op == "tag":
+        return f"tag {action['target']} {json.dumps(action['tags'], sort_keys=True)}"
+    return f"{op}"
+
+
+def _names(action: dict) -> list[str]:
+    out = [action["name"]] if "name" in action and action.get("op") != "run_start" else []
+    if action.get("op") == "tag" and ":" in action["target"]:
+        out.append(action["target"].split(":", 1)[0])
+    return out
+
+
+class Index:
+    """SQLite tables derived from the log (see :data:`SCHEMA`)."""
+
+    def __init__(self, store, path: str | None = None):
+        self.store = store
+        self.log = CommitLog(store.fs)
+        self.path = path if path is not None else index_path(store)
+        self.lock = threading.RLock()  # one connection, shared by the threads of a process
+        self.db = self._open(self.path)
+
+    def _open(self, path: str) -> sqlite3.Connection:
+        if path != ":memory:":
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                db = self._connect(path)
+                return db
+            except sqlite3.Error as exc:
+                warnings.warn(f"registry index {path!r} unusable ({exc}); using an in-memory "
+                              "index (rebuilt from the log in every process)", stacklevel=3)
+            except OSError as exc:
+                warnings.warn(f"cannot create the registry index directory ({exc}); using an "
+                              "in-memory index", stacklevel=3)
+            self.path = ":memory:"
+        return self._connect(":memory:")
+
+    def _connect(self, path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        if path != ":memory:":
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        row = None
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='index_version'").fetchone()
+        except sqlite3.OperationalError:
+            pass
+        if row is None or int(row[0]) != INDEX_VERSION:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT name FROM sqlite_master WHERE name='meta'").fetchone()
+                ver = row and db.execute("SELECT value FROM meta WHERE key='index_version'").fetchone()
+                if not ver or int(ver[0]) != INDEX_VERSION:  # still stale under the lock
+                    for t in ("meta", "commits", "artifacts", "versions", "aliases", "runs", "edges"):
+                        db.execute(f"DROP TABLE IF EXISTS {t}")
+                    for stmt in SCHEMA.split(";"):
+                        if stmt.strip():
+                            db.execute(stmt)
+                    db.execute("INSERT INTO meta VALUES('index_version', ?)", (str(INDEX_VERSION),))
+                    db.execute("INSERT INTO meta VALUES('last_seq', '0')")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return db
+
+    # ------------------------------------------------------------------ catching up
+    @property
+    def last_seq(self) -> int:
+        return int(self.db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0])
+
+    def refresh(self) -> int:
+        """Apply every commit not yet in the index; returns the head sequence number."""
+        with self.lock:
+            return self._refresh()
+
+    def _refresh(self) -> int:
+        last = self.last_seq
+        pending: list[tuple[int, dict]] = []
+        cps = self.log.checkpoints()
+        if cps and cps[-1] > last + 64:
+            pending = self._from_checkpoints(cps, last)
+        seq = (pending[-1][0] if pending else last) + 1
+        while True:
+            body = self.log.read(seq)
+            if body is None:
+                break
+            pending.append((seq, body))
+            seq += 1
+        if pending:
+            self.apply(pending)
+        return seq - 1
+
+    def _from_checkpoints(self, cps: list[int], last: int) -> list[tuple[int, dict]]:
+        out: list[tuple[int, dict]] = []
+        upto = last
+        for cp_last in cps:
+            if cp_last <= upto:
+                continue
+            first, rows = self.log.read_checkpoint(cp_last)
+            if first > upto + 1:
+                break  # a gap: the commit files fill it
+            out.extend((s, json.loads(c)) for s, c in rows if s > upto)
+            upto = cp_last
+        return out
+
+    def apply(self, commits: list[tuple[int, dict]]) -> None:
+        with self.lock:
+            self._apply(commits)
+
+    def _apply(self, commits: list[tuple[int, dict]]) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            last = self.last_seq  # another process on this host may have applied some
+            for seq, body in commits:
+                if seq <= last:
+                    continue
+                if seq != last + 1:
+                    raise AssertionError(f"registry index: commit {seq} applied after {last}")
+                self._apply_one(seq, body)
+                last = seq
+            db.execute("UPDATE meta SET value=? WHERE key='last_seq'", (str(last),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _apply_one(self, seq: int, body: dict) -> None:
+        db = self.db
+        acts = body["actions"]
+        names = sorted({n for a in acts for n in _names(a)})
+        db.execute("INSERT INTO commits VALUES(?,?,?,?,?,?,?,?)",
+                   (seq, body.get("time"), body.get("user"), body.get("host"),
+                    body.get("slurm_job_id"), "; ".join(summarize(a) for a in acts),
+                    "," + ",".join(names) + ",", json.dumps(body, sort_keys=True,
+                                                            separators=(",", ":"))))
+        for a in acts:
+            getattr(self, "_op_" + a["op"], self._op_unknown)(seq, body, a)
+
+    def _op_unknown(self, seq, body, a) -> None:
+        pass  # a newer minor action this version does not know: it is in the audit trail only
+
+    def _op_register(self, seq, body, a) -> None:
+        db = self.db
+        db.execute("INSERT OR IGNORE INTO artifacts VALUES(?,?,?)", (a["name"], a["kind"], seq))
+        db.execute("INSERT OR REPLACE INTO versions VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)",
+                   (a["name"], a["version"], a["kind"], a["id"], a.get("format"), a.get("size"),
+                    a.get("files"), body.get("time"), body.get("user"), body.get("host"), seq,
+                    a.get("run_id"), json.dumps(a.get("metrics") or {}, sort_keys=True),
+                    json.dumps(a.get("params") or {}, sort_keys=True),
+                    json.dumps(a.get("tags") or {}, sort_keys=True), a.get("message"),
+                    json.dumps(a.get("content"), sort_keys=True)))
+        me = node(a["name"], a["version"])
+        if a.get("run_id"):
+            db.execute("INSERT OR IGNORE INTO edges VALUES(?,?)", ("run:" + a["run_id"], me))
+        for src in a.get("inputs") or []:
+            db.execute("INSERT OR IGNORE INTO edges VALUES(?,?)", (src, me))
+
+    def _op_alias(self, seq, body, a) -> None:
+        if a.get("version"):
+            self.db.execute("INSERT OR REPLACE INTO aliases VALUES(?,?,?,?)",
+                            (a["name"], a["alias"], a["version"], seq))
+        else:
+            self.db.execute("DELETE FROM aliases WHERE name=? AND alias=?", (a["name"], a["alias"]))
+
+    def _op_delete_version(self, seq, body, a) -> None:
+        self.db.execute("UPDATE versions SET deleted=1 WHERE name=? AND version=?",
+                        (a["name"], a["version"]))
+        self.db.execute("DELETE FROM aliases WHERE name=? AND version=?", (a["name"], a["version"]))
+
+    def _op_run_start(self, seq, body, a) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO runs VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (a["run_id"], a["name"], "RUNNING", a.get("start") or body.get("time"), None,
+             json.dumps(a.get("params") or {}, sort_keys=True),
+             json.dumps(a.get("tags") or {}, sort_keys=True), "{}", a.get("git_commit"),
+             None if a.get("git_dirty") is None else int(bool(a["git_dirty"])),
+             body.get("host"), body.get("user"), a.get("world_size"), body.get("slurm_job_id"),
+             seq, json.dumps(a.get("info") or {}, sort_keys=True)))
+        for src in a.get("inputs") or []:
+            self.db.execute("INSERT OR IGNORE INTO edges VALUES(?,?)", (src, "run:" + a["run_id"]))
+
+    def _op_run_input(self, seq, body, a) -> None:
+        self.db.execute("INSERT OR IGNORE INTO edges VALUES(?,?)", (a["node"], "run:" + a["run_id"]))
+
+    def _op_run_end(self, seq, body, a) -> None:
+        row = self.db.execute("SELECT params, tags, metrics FROM runs WHERE run_id=?",
+                              (a["run_id"],)).fetchone()
+        if row is None:
+            return
+        self.db.execute("UPDATE runs SET status=?, end=?, params=?, tags=?, metrics=? WHERE run_id=?",
+                        (a["status"], a.get("end") or body.get("time"),
+                         _merge_json(row[0], a.get("params")), _merge_json(row[1], a.get("tags")),
+                         _merge_json(row[2], a.get("metrics")), a["run_id"]))
+
+    def _op_tag(self, seq, body, a) -> None:
+        target = a["target"]
+        if target.startswith("run:"):
+            row = self.db.execute("SELECT tags FROM runs WHERE run_id=?", (target[4:],)).fetchone()
+            if row is not None:
+                self.db.execute("UPDATE runs SET tags=? WHERE run_id=?",
+                                (_merge_json(row[0], a["tags"]), target[4:]))
+            return
+        name, _, v = target.rpartition(":v")
+        row = self.db.execute("SELECT tags FROM versions WHERE name=? AND version=?",
+                              (name, int(v))).fetchone()
+        if row is not None:
+            self.db.execute("UPDATE versions SET tags=? WHERE name=? AND version=?",
+                            (_merge_json(row[0], a["tags"]), name, int(v)))
+
+    # ------------------------------------------------------------------ queries
+    def query(self, sql: str, args=()) -> list[tuple]:
+        with self.lock:
+            return self.db.execute(sql, args).fetchall()
+
+    def one(self, sql: str, args=()):
+        with self.lock:
+            return self.db.execute(sql, args).fetchone()
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,150 @@
+"""The registry's truth: a log of numbered, immutable commit files in the store.
+
+Layout under the store root (format_version 1, see docs/formats.md)::
+
+    registry/log/<seq // 10000, 10 digits>/<seq, 20 digits>.json   one commit each
+    registry/checkpoints/<last seq, 20 digits>.arrow                commits first..last
+
+A commit is created with put-if-absent (a fsynced temporary hard-linked to its
+name), so a number is taken exactly once and a half-written commit is never
+visible. Every writer commits ``head + 1`` after reading the state at ``head``;
+losing the race means re-reading and retrying, which makes alias moves and
+promotion gates compare-and-set. Commit files are never deleted: a deleted
+number could be taken again by a writer that read an older head.
+
+Checkpoints compact ranges of the log into one Arrow file each (``seq``, the
+commit JSON), so a cold start reads a few files instead of every commit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pyarrow as pa
+
+from ..store.store import now_iso, who
+from .errors import RegistryCorruption, RegistryFormatError
+
+FORMAT_VERSION = 1
+LOG_DIR = "registry/log"
+CHECKPOINT_DIR = "registry/checkpoints"
+SHARD = 10_000
+CHECKPOINT_SCHEMA = pa.schema([("seq", pa.int64()), ("commit", pa.string())])
+
+
+def commit_key(seq: int) -> str:
+    return f"{LOG_DIR}/{seq // SHARD:010d}/{seq:020d}.json"
+
+
+def checkpoint_key(last: int) -> str:
+    return f"{CHECKPOINT_DIR}/{last:020d}.arrow"
+
+
+def check_format(obj: dict, where: str) -> dict:
+    v = obj.get("format_version")
+    if not isinstance(v, int):
+        raise RegistryCorruption(f"{where} has no format_version")
+    if v > FORMAT_VERSION:
+        raise RegistryFormatError(
+            f"{where} has format_version {v}, newer than this mlops-engine supports "
+            f"({FORMAT_VERSION}); upgrade mlops-engine")
+    return obj
+
+
+def encode(seq: int, actions: list[dict]) -> bytes:
+    body = {"format_version": FORMAT_VERSION, "seq": seq, "time": now_iso(), "actions": actions}
+    body.update(who())
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode(data: bytes, seq: int, where: str) -> dict:
+    try:
+        body = json.loads(data)
+    except ValueError as exc:
+        raise RegistryCorruption(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RegistryCorruption(f"{where} is not a JSON object")
+    check_format(body, where)
+    if body.get("seq") != seq or not isinstance(body.get("actions"), list):
+        raise RegistryCorruption(f"{where} does not hold commit {seq}")
+    return body
+
+
+class CommitLog:
+    """Reads and appends commit files on a store file system (``Store.fs``)."""
+
+    def __init__(self, fs):
+        self.fs = fs
+
+    def read(self, seq: int) -> dict | None:
+        """Commit ``seq``, or None if it does not exist (yet)."""
+        key = commit_key(seq)
+        for attempt in range(3):
+            try:
+                data = self.fs.read_bytes(key)
+            except FileNotFoundError:
+                return None
+            try:
+                return decode(data, seq, f"registry commit {self.fs.path(key)}")
+            except RegistryCorruption:
+                # Only the O_EXCL fallback (file systems without hard links) can show a
+                # commit before its bytes are complete; give the writer a moment.
+                if attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        return None  # unreachable
+
+    def create(self, seq: int, actions: list[dict]) -> dict | None:
+        """Put-if-absent of commit ``seq``; the commit, or None if the number is taken."""
+        data = encode(seq, actions)
+        key = commit_key(seq)
+        if seq % SHARD == 0 or seq == 1:
+            self.fs.makedirs(key.rpartition("/")[0])
+        try:
+            ok = self.fs.create_exclusive(key, data)
+        except FileNotFoundError:  # the shard directory vanished or was never made
+            self.fs.makedirs(key.rpartition("/")[0])
+            ok = self.fs.create_exclusive(key, data)
+        return json.loads(data) if ok else None
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoints(self) -> list[int]:
+        """Last sequence numbers of the published checkpoints, ascending."""
+        out = []
+        for f in self.fs.list(CHECKPOINT_DIR):
+            if f.endswith(".arrow") and f[:-6].isdigit() and len(f) == 26:
+                out.append(int(f[:-6]))
+        return sorted(out)
+
+    def read_checkpoint(self, last: int) -> tuple[int, list[tuple[int, str]]]:
+        """``(first, [(seq, commit json), ...])`` of the checkpoint ending at ``last``."""
+        key = checkpoint_key(last)
+        where = f"registry checkpoint {self.fs.path(key)}"
+        try:
+            t = pa.ipc.open_file(pa.py_buffer(self.fs.read_bytes(key))).read_all()
+        except pa.ArrowInvalid as exc:
+            raise RegistryCorruption(f"{where} is not a readable Arrow file: {exc}") from None
+        meta = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
+        check_format({"format_version": int(meta.get("format_version", "0") or 0)}, where)
+        if t.schema.remove_metadata() != CHECKPOINT_SCHEMA:
+            raise RegistryCorruption(f"{where} has schema {t.schema}, expected {CHECKPOINT_SCHEMA}")
+        seqs = t.column("seq").to_pylist()
+        first = int(meta.get("first", "0"))
+        if not seqs or seqs != list(range(first, last + 1)):
+            raise RegistryCorruption(f"{where} does not hold commits {first}..{last} in order")
+        return first, list(zip(seqs, t.column("commit").to_pylist()))
+
+    def write_checkpoint(self, rows: list[tuple[int, str]]) -> bool:
+        """Publish a checkpoint of contiguous commits ``rows`` (put-if-absent)."""
+        first, last = rows[0][0], rows[-1][0]
+        meta = {"format": "mlops-engine registry checkpoint", "format_version": str(FORMAT_VERSION),
+                "first": str(first), "last": str(last)}
+        t = pa.table({"seq": [s for s, _ in rows], "commit": [c for _, c in rows]},
+                     schema=CHECKPOINT_SCHEMA.with_metadata(meta))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, t.schema,
+                             options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+            w.write_table(t)
+        self.fs.makedirs(CHECKPOINT_DIR)
+        return self.fs.create_exclusive(checkpoint_key(last), sink.getvalue().to_pybytes())

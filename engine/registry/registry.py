@@ -1,0 +1,555 @@
+"""``Registry``: artifacts, versions, aliases, promotion gates and runs over the commit log."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+from .. import config
+from ..store import AmbiguousReference, Store
+from ..store.store import check_name, now_iso
+from .errors import GateError, GateRejected, RegistryError, UnknownReference
+from .index import Index, node
+from .log import CommitLog
+from .refs import KINDS, check_alias, gate_passes, parse_gate, parse_ref
+from .runs import Run, git_info, new_run_id, world_info
+
+_VCOLS = ("name, version, kind, id, format, size, files, created, user, host, run_id, metrics, "
+          "params, tags, message, content, deleted, seq")
+
+
+@dataclass
+class ModelVersion:
+    """One immutable version of an artifact (model, checkpoint, dataset or profile)."""
+
+    name: str
+    version: int
+    kind: str
+    id: str
+    format: str
+    size: int
+    files: int
+    created: str
+    user: str
+    host: str
+    run_id: str | None
+    metrics: dict
+    params: dict
+    tags: dict
+    message: str | None
+    content: dict = field(repr=False)
+    deleted: bool = False
+    seq: int = 0
+    aliases: list = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:v{self.version}"
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("name", "version", "kind", "id", "format", "size",
+                                           "files", "created", "user", "host", "run_id",
+                                           "metrics", "params", "tags", "message", "aliases")}
+        d["ref"] = self.ref
+        return d
+
+
+def _version_from_row(row) -> ModelVersion:
+    r = list(row)
+    for i in (11, 12, 13, 15):
+        r[i] = json.loads(r[i]) if r[i] else ({} if i != 15 else None)
+    r[16] = bool(r[16])
+    return ModelVersion(*r)
+
+
+def _single_file(st: Store, man, label: str) -> tuple[str, bytes]:
+    from ..chunking import file_id
+
+    cols = man.to_pydict()
+    if len(cols["path"]) != 1 or cols["kind"][0] != "file":
+        raise RegistryError(f"{label} holds {len(cols['path'])} entries, not one file; use pull()")
+    chunks = cols["chunks"][0]
+    data = b"".join(st.read_chunk(c["id"]) for c in chunks)
+    if file_id((c["id"], c["length"]) for c in chunks) != cols["file_id"][0] or \
+            len(data) != cols["size"][0]:
+        from ..store import StoreCorruption
+
+        raise StoreCorruption(f"{label}: stored bytes do not match the file id")
+    return cols["path"][0], data
+
+
+class Registry:
+    """The artifact and model registry of a store.
+
+    Parameters
+    ----------
+    store : Store, path or URI, optional
+        The store (default ``$MLOPS_HOME`` or ``./.mlops``), created if missing
+        unless ``create=False``.
+    index_path : str, optional
+        Where the SQLite query cache lives (default: host-local, under
+        ``engine.config.cache_dir()``); ``":memory:"`` keeps it in memory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> reg = Registry(tempfile.mkdtemp() + "/store", index_path=":memory:")
+    >>> reg.register("clf", b"weights", metrics={"val_loss": 0.3}).ref
+    'clf:v1'
+    >>> reg.register("clf", b"better weights", metrics={"val_loss": 0.2}).version
+    2
+    >>> reg.promote("clf:v1", "production").version
+    1
+    >>> reg.promote("clf:v2", "production", gate="val_loss<=").ref
+    'clf:v2'
+    >>> reg.read_bytes("clf@production")
+    b'better weights'
+    """
+
+    def __init__(self, store=None, *, create: bool = True, index_path: str | None = None):
+        if isinstance(store, Store):
+            self.store, self._own = store, False
+        else:
+            self.store, self._own = Store(store, create=create), True
+        self.log = CommitLog(self.store.fs)
+        self.index = Index(self.store, index_path)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.store.root!r})"
+
+    def close(self) -> None:
+        self.index.close()
+        if self._own:
+            self.store.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ commits
+    def refresh(self) -> int:
+        """Catch the index up with the log; returns the head commit number."""
+        return self.index.refresh()
+
+    def _commit(self, build, max_tries: int = 10_000) -> dict | None:
+        """Commit ``build()``'s actions as ``head + 1``, re-reading and rebuilding on a lost race.
+
+        ``build`` runs against the index at ``head``, so whatever it checks (the next
+        version number, an alias holder, a gate) is checked against the true state
+        the commit follows: compare-and-set. It may return no actions (nothing to do).
+        """
+        with self.index.lock:
+            for _ in range(max_tries):
+                head = self.index.refresh()
+                actions = build()
+                if not actions:
+                    return None
+                body = self.log.create(head + 1, actions)
+                if body is not None:
+                    self.index.apply([(head + 1, body)])
+                    every = config.REGISTRY_CHECKPOINT_EVERY
+                    if every and (head + 1) % every == 0:
+                        self._checkpoint(head + 1)
+                    return body
+        raise RegistryError(f"could not commit to {self.store.root} after {max_tries} tries")
+
+    def _checkpoint(self, seq: int) -> None:
+        prev = ([c for c in self.log.checkpoints() if c < seq] or [0])[-1]
+        rows = self.index.query("SELECT seq, body FROM commits WHERE seq > ? AND seq <= ? "
+                                "ORDER BY seq", (prev, seq))
+        if rows and [r[0] for r in rows] == list(range(prev + 1, seq + 1)):
+            self.log.write_checkpoint(rows)
+
+    # ------------------------------------------------------------------ resolving
+    def _names_hint(self, name: str) -> str:
+        names = [r[0] for r in self.index.query("SELECT name FROM artifacts")]
+        close = difflib.get_close_matches(name, names, n=3)
+        if close:
+            return f"; did you mean {', '.join(close)}?"
+        return f"; it has {len(names)} artifacts" if names else "; the registry is empty"
+
+    def _kind_of(self, name: str) -> str | None:
+        row = self.index.one("SELECT kind FROM artifacts WHERE name=?", (name,))
+        return row[0] if row else None
+
+    def _aliases_of(self, mv: ModelVersion) -> list[str]:
+        out = [r[0] for r in self.index.query(
+            "SELECT alias FROM aliases WHERE name=? AND version=? ORDER BY alias", (mv.name, mv.version))]
+        latest = self.index.one("SELECT MAX(version) FROM versions WHERE name=? AND deleted=0",
+                                (mv.name,))[0]
+        return out + (["latest"] if latest == mv.version else [])
+
+    def get(self, ref, *, refresh: bool = True) -> ModelVersion:
+        """The version that ``ref`` (``name``, ``name@alias``, ``name:vN``, ``name:<id prefix>``) names."""
+        if isinstance(ref, ModelVersion):
+            ref = ref.ref
+        r = parse_ref(ref)
+        if refresh:
+            self.index.refresh()
+        q = f"SELECT {_VCOLS} FROM versions WHERE name=? AND "
+        if r.alias is None and r.version is None and r.id_prefix is None or r.alias == "latest":
+            rows = self.index.query(q + "deleted=0 ORDER BY version DESC LIMIT 1", (r.name,))
+        elif r.alias is not None:
+            rows = self.index.query(q + "version=(SELECT version FROM aliases WHERE name=? AND alias=?)",
+                                    (r.name, r.name, r.alias))
+        elif r.version is not None:
+            rows = self.index.query(q + "version=?", (r.name, r.version))
+        else:
+            rows = self.index.query(q + "id LIKE ? AND deleted=0 ORDER BY version DESC",
+                                    (r.name, r.id_prefix + "%"))
+            if len({row[3] for row in rows}) > 1:
+                raise AmbiguousReference(f"id prefix {r.id_prefix!r} of {r.name!r} matches "
+                                         f"{len({row[3] for row in rows})} different contents; "
+                                         "give more digits")
+        if not rows:
+            raise self._unknown(r, ref)
+        mv = _version_from_row(rows[0])
+        if mv.deleted:
+            raise UnknownReference(f"{mv.ref} was deleted (registry gc); its commit log entry remains")
+        mv.aliases = self._aliases_of(mv)
+        return mv
+
+    def _unknown(self, r, ref) -> UnknownReference:
+        if self._kind_of(r.name) is None:
+            return UnknownReference(f"no artifact named {r.name!r} in the registry at "
+                                    f"{self.store.root}{self._names_hint(r.name)}")
+        if r.alias is not None:
+            have = [a for (a,) in self.index.query("SELECT alias FROM aliases WHERE name=?", (r.name,))]
+            return UnknownReference(f"{r.name!r} has no alias {r.alias!r} (aliases: "
+                                    f"{', '.join(have + ['latest'])})")
+        n = self.index.one("SELECT MAX(version) FROM versions WHERE name=?", (r.name,))[0]
+        if r.version is not None:
+            return UnknownReference(f"{ref!r}: {r.name!r} has versions v1..v{n}")
+        return UnknownReference(f"{ref!r}: no version of {r.name!r} has an id starting with "
+                                f"{r.id_prefix!r}")
+
+    def versions(self, name: str, *, include_deleted: bool = False) -> list[ModelVersion]:
+        """Every version of ``name``, oldest first (each with its number ``.version``)."""
+        check_name(name)
+        self.index.refresh()
+        rows = self.index.query(f"SELECT {_VCOLS} FROM versions WHERE name=? "
+                                + ("" if include_deleted else "AND deleted=0 ") + "ORDER BY version",
+                                (name,))
+        if not rows and self._kind_of(name) is None:
+            raise UnknownReference(f"no artifact named {name!r} in the registry at "
+                                   f"{self.store.root}{self._names_hint(name)}")
+        out = [_version_from_row(r) for r in rows]
+        for mv in out:
+            mv.aliases = self._aliases_of(mv)
+        return out
+
+    def artifacts(self, kind: str | None = None) -> list[dict]:
+        """One summary per artifact name: kind, number of versions, latest, aliases."""
+        self.index.refresh()
+        rows = self.index.query(
+            "SELECT a.name, a.kind, COUNT(v.version), MAX(v.version) FROM artifacts a "
+            "LEFT JOIN versions v ON v.name=a.name AND v.deleted=0 "
+            + ("WHERE a.kind=? " if kind else "") + "GROUP BY a.name ORDER BY a.name",
+            (kind,) if kind else ())
+        aliases: dict = {}
+        for name, alias, v in self.index.query("SELECT name, alias, version FROM aliases ORDER BY alias"):
+            aliases.setdefault(name, {})[alias] = v
+        return [{"name": n, "kind": k, "versions": c, "latest": m, "aliases": aliases.get(n, {})}
+                for n, k, c, m in rows]
+
+    # ------------------------------------------------------------------ registering
+    def register(self, name: str, obj, kind: str | None = None, *, metrics: dict | None = None,
+                 params: dict | None = None, tags: dict | None = None, message: str | None = None,
+                 inputs=None, run: Run | None = None, aliases=None, filename: str | None = None,
+                 progress: bool | None = None) -> ModelVersion:
+        """Store ``obj`` and commit it as the next version of ``name``.
+
+        ``obj`` is a file or directory path, bytes, a torch ``state_dict`` (or
+        ``nn.Module``, or a dict of NumPy arrays), a monitor ``Profile``, or a dataset
+        version (a ``engine.data`` Version, or its reference with ``kind="dataset"``).
+        ``inputs`` are versions it derives from (lineage), ``run`` the run producing
+        it, ``aliases`` aliases set on the new version in the same commit.
+        """
+        from .content import store_content
+
+        check_name(name)
+        kind = kind or _default_kind(obj)
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        metrics = _check_metrics(metrics)
+        params = _json_dict(params, "params")
+        tags = {str(k): str(v) for k, v in _json_dict(tags, "tags").items()}
+        alias_list = [check_alias(a) for a in ([aliases] if isinstance(aliases, str) else aliases or [])]
+        in_nodes = [self._input_node(i) for i in ([inputs] if isinstance(inputs, str) else inputs or [])]
+        existing = self._kind_of(name)
+        if existing is not None and existing != kind:
+            raise ValueError(f"{name!r} is a {existing} artifact; cannot register a {kind} under it")
+        c = store_content(self.store, obj, kind, filename, progress)
+
+        def build():
+            k = self._kind_of(name)
+            if k is not None and k != kind:
+                raise ValueError(f"{name!r} is a {k} artifact; cannot register a {kind} under it")
+            n = (self.index.one("SELECT MAX(version) FROM versions WHERE name=?", (name,))[0] or 0) + 1
+            acts = [{"op": "register", "name": name, "version": n, "kind": kind, "id": c["id"],
+                     "format": c["format"], "size": c["size"], "files": c["files"],
+                     "content": c["content"], "metrics": metrics, "params": params, "tags": tags,
+                     "message": message, "run_id": run.id if run is not None else None,
+                     "inputs": in_nodes}]
+            for a in alias_list:
+                prev = self.index.one("SELECT version FROM aliases WHERE name=? AND alias=?", (name, a))
+                acts.append({"op": "alias", "name": name, "alias": a, "version": n,
+                             "previous": prev[0] if prev else None})
+            return acts
+
+        body = self._commit(build)
+        return self.get(f"{name}:v{body['actions'][0]['version']}", refresh=False)
+
+    def _input_node(self, ref) -> str:
+        from ..data.version import Version as DataVersion
+
+        if isinstance(ref, ModelVersion):
+            return node(ref.name, ref.version)
+        if isinstance(ref, DataVersion):
+            return f"data:{ref.name}:v{ref.number}"
+        r = parse_ref(ref)
+        self.index.refresh()
+        if self._kind_of(r.name) is not None:
+            mv = self.get(ref, refresh=False)
+            return node(mv.name, mv.version)
+        from ..data.version import resolve
+        from ..store import UnknownVersion
+
+        try:
+            dv = resolve(self.store, ref)
+        except UnknownVersion:
+            raise UnknownReference(f"input {ref!r} is neither a registry artifact nor a dataset "
+                                   f"version in {self.store.root}") from None
+        return f"data:{dv.name}:v{dv.number}"
+
+    # ------------------------------------------------------------------ reading
+    def _manifest(self, mv: ModelVersion):
+        from ..data import manifest as mf
+
+        return mf.from_bytes(self.store.get_blob(mv.content["manifest"]), f"manifest of {mv.ref}")
+
+    def pull(self, ref, dest, *, paths=None, progress: bool | None = None) -> str:
+        """Write the files of ``ref`` under ``dest``; returns the file's path for a one-file
+        artifact, else ``dest``. Every chunk is verified against its id."""
+        from ..data.restore import checkout_manifest
+
+        mv = self.get(ref)
+        dest, nfiles, _links, _bytes = checkout_manifest(self.store, self._manifest(mv), mv.ref,
+                                                         dest, paths, progress)
+        single = mv.content.get("file")
+        return os.path.join(dest, single) if single and paths is None else dest
+
+    def read_bytes(self, ref) -> bytes:
+        """The bytes of a one-file artifact (verified)."""
+        mv = self.get(ref)
+        return _single_file(self.store, self._manifest(mv), mv.ref)[1]
+
+    def load_state_dict(self, ref, framework: str | None = None):
+        """A state dict registered with ``register(name, state_dict)``: torch tensors
+        (NumPy arrays with ``framework="np"``)."""
+        from . import tensors
+
+        mv = self.get(ref)
+        if mv.format not in ("safetensors", "torch"):
+            raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a state dict")
+        data = _single_file(self.store, self._manifest(mv), mv.ref)[1]
+        if mv.format == "torch":
+            return tensors.torch_loads(data)
+        return tensors.loads(data, framework, mv.ref)
+
+    def load_profile(self, ref):
+        """A monitor ``Profile`` registered as a ``profile`` artifact."""
+        from ..monitor import Profile
+
+        mv = self.get(ref)
+        if mv.format != "profile":
+            raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a profile")
+        return Profile.from_bytes(_single_file(self.store, self._manifest(mv), mv.ref)[1])
+
+    # ------------------------------------------------------------------ aliases and gates
+    def set_alias(self, ref, alias: str) -> ModelVersion:
+        """Point ``alias`` of the artifact at the version ``ref`` names (unconditionally)."""
+        return self._move(ref, alias, None, False, "alias")
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        check_alias(alias)
+
+        def build():
+            prev = self.index.one("SELECT version FROM aliases WHERE name=? AND alias=?", (name, alias))
+            if prev is None:
+                raise UnknownReference(f"{name!r} has no alias {alias!r}")
+            return [{"op": "alias", "name": name, "alias": alias, "version": None, "previous": prev[0]}]
+
+        self._commit(build)
+
+    def promote(self, ref, alias: str, gate=None, *, force: bool = False) -> ModelVersion:
+        """Move ``alias`` to ``ref`` if it passes ``gate`` against the current holder.
+
+        ``gate="val_loss<="`` moves the alias only if the new version's ``val_loss`` is
+        <= the holder's (``<``, ``>=``, ``>`` likewise). A version's metric is the one
+        given at registration, else the last value its run logged. The check and the
+        move are one compare-and-set commit: a concurrent move makes it re-check
+        against the new holder. ``force=True`` moves regardless, and the log says so.
+        Raises :class:`GateRejected` if the gate fails.
+        """
+        return self._move(ref, alias, gate, force, "promote")
+
+    def _move(self, ref, alias, gate, force, how) -> ModelVersion:
+        check_alias(alias)
+        gate = parse_gate(gate) if gate is not None else None
+        mv = self.get(ref)
+
+        def build():
+            held = self.index.one("SELECT version FROM aliases WHERE name=? AND alias=?",
+                                  (mv.name, alias))
+            held = held[0] if held else None
+            if held == mv.version:
+                return []
+            act = {"op": "alias", "name": mv.name, "alias": alias, "version": mv.version,
+                   "previous": held, "how": how}
+            if gate is not None:
+                key, op = gate
+                new = self.metric_of(mv, key)
+                if new is None:
+                    raise GateError(f"gate {key}{op}: {mv.ref} has no metric {key!r} "
+                                    f"(it has: {', '.join(sorted(self._metrics(mv))) or 'none'})")
+                holder = self.get(f"{mv.name}:v{held}", refresh=False) if held else None
+                old = self.metric_of(holder, key) if holder else None
+                if holder is not None and old is None and not force:
+                    raise GateError(f"gate {key}{op}: the holder of {alias!r}, {holder.ref}, has no "
+                                    f"metric {key!r}; pass force=True to move anyway")
+                act["gate"] = {"metric": key, "op": op, "new": new, "held": old}
+                if old is not None and not gate_passes(new, op, old) and not force:
+                    raise GateRejected(f"{mv.ref} not promoted to {alias!r}: {key} {new} is not "
+                                       f"{op} {old} of the holder {holder.ref}")
+            if force:
+                act["forced"] = True
+            return [act]
+
+        self._commit(build)
+        return self.get(mv.ref, refresh=False)
+
+    def _metrics(self, mv: ModelVersion) -> dict:
+        out = {}
+        if mv.run_id:
+            row = self.index.one("SELECT metrics FROM runs WHERE run_id=?", (mv.run_id,))
+            if row and row[0]:
+                out.update({k: v.get("last") for k, v in json.loads(row[0]).items()})
+        out.update(mv.metrics)
+        return out
+
+    def metric_of(self, mv: ModelVersion, key: str) -> float | None:
+        """``key`` of a version: its registered metric, else its run's last logged value."""
+        v = self._metrics(mv).get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    def tag(self, ref, **tags) -> None:
+        """Add or change tags of a version (``name:vN``) or a run (``run:<id>``)."""
+        if isinstance(ref, str) and ref.startswith("run:"):
+            target = "run:" + self.get_run(ref[4:])["run_id"]
+        else:
+            target = self.get(ref).ref
+        tags = {str(k): str(v) for k, v in tags.items()}
+        self._commit(lambda: [{"op": "tag", "target": target, "tags": tags}])
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self, name: str, *, params: dict | None = None, tags: dict | None = None,
+                  inputs=None) -> Run:
+        """Begin a run; use it as a context manager. Records git commit and dirty flag,
+        host, user, world size, rank and Slurm job id."""
+        check_name(name, "run name")
+        params = _json_dict(params, "params")
+        tags = {str(k): str(v) for k, v in _json_dict(tags, "tags").items()}
+        in_nodes = [self._input_node(i) for i in ([inputs] if isinstance(inputs, str) else inputs or [])]
+        commit, dirty = git_info()
+        world = world_info()
+        run_id = new_run_id()
+        info = {"cwd": os.getcwd(), "argv": list(sys.argv), "python": sys.version.split()[0],
+                "rank": world["rank"]}
+        self._commit(lambda: [{"op": "run_start", "run_id": run_id, "name": name, "start": now_iso(),
+                               "params": params, "tags": tags, "git_commit": commit,
+                               "git_dirty": dirty, "world_size": world["world_size"], "info": info,
+                               "inputs": in_nodes}])
+        return Run(self, name, run_id, params, world["rank"])
+
+    def _log_run_input(self, run: Run, ref) -> str:
+        n = self._input_node(ref)
+        self._commit(lambda: [{"op": "run_input", "run_id": run.id, "node": n}])
+        return n
+
+    def get_run(self, run_id: str) -> dict:
+        """A run's record (accepts a unique prefix of the id, 4+ characters)."""
+        from .views import run_record
+
+        return run_record(self, run_id)
+
+    def runs(self, name: str | None = None, status: str | None = None) -> list[dict]:
+        from .views import list_runs
+
+        return list_runs(self, name, status)
+
+    def metric_history(self, run_id: str, key: str | None = None):
+        from .views import metric_history
+
+        return metric_history(self, run_id, key)
+
+    # ------------------------------------------------------------------ views
+    def compare(self, ref_a, ref_b) -> dict:
+        from .views import compare
+
+        return compare(self, ref_a, ref_b)
+
+    def search(self, name: str | None = None, *, kind: str | None = None, tag=None,
+               metric: str | None = None, alias: str | None = None) -> list[ModelVersion]:
+        from .views import search
+
+        return search(self, name, kind, tag, metric, alias)
+
+    def lineage(self, ref, depth: int | None = None) -> dict:
+        from .views import lineage
+
+        return lineage(self, ref, depth)
+
+    def history(self, name: str | None = None, limit: int | None = None) -> list[dict]:
+        """The audit trail: commits (newest first), optionally only those about ``name``."""
+        from .views import history
+
+        return history(self, name, limit)
+
+    def gc(self, *, keep_last: int | None = None, keep_aliased: bool = True,
+           dry_run: bool = False, grace: float = 3600.0) -> dict:
+        from .views import gc
+
+        return gc(self, keep_last, keep_aliased, dry_run, grace)
+
+
+def _default_kind(obj) -> str:
+    if type(obj).__name__ == "Profile" and hasattr(obj, "to_bytes"):
+        return "profile"
+    if type(obj).__name__ == "Version" and type(obj).__module__.startswith("engine.data"):
+        return "dataset"
+    return "model"
+
+
+def _json_dict(d, what: str) -> dict:
+    from .runs import _json_value
+
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise TypeError(f"{what} must be a dict, got {type(d).__name__}")
+    return {str(k): _json_value(v, f"{what}[{k!r}]") for k, v in d.items()}
+
+
+def _check_metrics(m) -> dict:
+    out = {}
+    for k, v in _json_dict(m, "metrics").items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"metrics[{k!r}] must be a number, got {v!r}")
+        out[k] = float(v) if v == v and abs(v) != float("inf") else None
+    return out

@@ -1,0 +1,223 @@
+"""Training runs: params, metric series, tags, inputs and outputs.
+
+A run is two commits (``run_start`` and ``run_end``) plus one per input and per
+output version. Metric points never go through the log: ``log_metric`` appends to
+memory (about a microsecond a point), and the buffer is flushed as an immutable
+Arrow file ``registry/runs/<run id>/metrics-<n>.arrow`` every
+``FLUSH_POINTS`` points, every ``FLUSH_SECONDS`` seconds, and when the run ends, so
+a preempted job loses at most the last few seconds of points. The ``run_end``
+commit carries a summary (last, min, max, count and last step per key) for
+searches and promotion gates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pyarrow as pa
+
+from ..store.store import now_iso
+
+FLUSH_POINTS = 100_000
+FLUSH_SECONDS = 30.0
+METRIC_SCHEMA = pa.schema([("key", pa.string()), ("step", pa.int64()), ("value", pa.float64()),
+                           ("time", pa.float64())])
+STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
+
+
+def metrics_dir(run_id: str) -> str:
+    return f"registry/runs/{run_id}"
+
+
+def git_info(cwd: str | None = None) -> tuple[str | None, bool | None]:
+    """(HEAD commit, dirty) of the git work tree containing ``cwd``; (None, None) outside one."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None, None
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                            capture_output=True, text=True, timeout=30)
+        return head.stdout.strip(), bool(st.stdout.strip()) if st.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def world_info() -> dict:
+    """World size and rank from MPI (when mpi4py is already imported) or the launcher's env."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None:
+        try:
+            return {"world_size": mpi.COMM_WORLD.Get_size(), "rank": mpi.COMM_WORLD.Get_rank()}
+        except Exception:  # MPI not initialized in this process
+            pass
+    env = os.environ
+    for size, rank in (("PMI_SIZE", "PMI_RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+                       ("SLURM_NTASKS", "SLURM_PROCID"), ("WORLD_SIZE", "RANK")):
+        if env.get(size, "").isdigit():
+            r = env.get(rank, "0")
+            return {"world_size": int(env[size]), "rank": int(r) if r.isdigit() else 0}
+    return {"world_size": 1, "rank": 0}
+
+
+def _check_key(key, what: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > 250:
+        raise ValueError(f"{what} must be a non-empty string of at most 250 characters, got {key!r}")
+    return key
+
+
+def _json_value(value, what: str):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # NumPy / torch scalars
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, what) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v, what) for k, v in value.items()}
+    raise TypeError(f"{what} must be JSON-like (None, bool, number, string, list, dict), "
+                    f"got {type(value).__name__}")
+
+
+class Run:
+    """A training run; use as a context manager (``with reg.start_run(...) as run``).
+
+    On a normal exit the run ends ``FINISHED``; on an exception ``FAILED`` (on
+    KeyboardInterrupt or SystemExit ``KILLED``), and the exception propagates.
+    """
+
+    def __init__(self, registry, name: str, run_id: str, params: dict, rank: int):
+        self.registry = registry
+        self.name = name
+        self.id = run_id
+        self.params = dict(params)
+        self.rank = rank
+        self.status = "RUNNING"
+        self._new_params: dict = {}
+        self._tags: dict = {}
+        self._keys: list[str] = []
+        self._steps: list[int] = []
+        self._values: list[float] = []
+        self._times: list[float] = []
+        self._summary: dict[str, dict] = {}
+        self._segments = 0
+        self._last_flush = time.monotonic()
+        self._auto_step: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"Run({self.name!r}, id={self.id!r}, status={self.status})"
+
+    # ------------------------------------------------------------------ logging
+    def log_metric(self, key: str, value, step: int | None = None) -> None:
+        """Append one point of metric ``key`` (``step`` defaults to the key's next step)."""
+        if key not in self._summary:
+            _check_key(key, "metric key")
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"metric {key!r}: value must be a number, got {value!r}") from None
+        if step is None:
+            step = self._auto_step.get(key, 0)
+        elif isinstance(step, bool) or not isinstance(step, int):
+            if not (hasattr(step, "item") and isinstance(step.item(), int)):
+                raise TypeError(f"metric {key!r}: step must be an integer, got {step!r}")
+            step = step.item()
+        self._auto_step[key] = step + 1
+        now = time.time()
+        self._keys.append(key)
+        self._steps.append(step)
+        self._values.append(v)
+        self._times.append(now)
+        s = self._summary.get(key)
+        if s is None:
+            self._summary[key] = {"last": v, "step": step, "min": v, "max": v, "count": 1}
+        else:
+            s["last"], s["step"], s["count"] = v, step, s["count"] + 1
+            if v < s["min"] or s["min"] != s["min"]:
+                s["min"] = v
+            if v > s["max"] or s["max"] != s["max"]:
+                s["max"] = v
+        if len(self._keys) >= FLUSH_POINTS or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        for k, v in metrics.items():
+            self.log_metric(k, v, step)
+
+    def log_param(self, key: str, value) -> None:
+        self._new_params[_check_key(key, "param key")] = _json_value(value, f"param {key!r}")
+        self.params[key] = self._new_params[key]
+
+    def log_params(self, params: dict) -> None:
+        for k, v in params.items():
+            self.log_param(k, v)
+
+    def set_tag(self, key: str, value) -> None:
+        self._tags[_check_key(key, "tag key")] = str(value)
+
+    def log_input(self, ref) -> str:
+        """Record a dataset version or registry version this run reads; returns its node."""
+        return self.registry._log_run_input(self, ref)
+
+    def log_model(self, name: str, obj, kind: str = "model", **kw):
+        """Register ``obj`` (path, bytes, state dict, ...) as an output version of this run."""
+        return self.registry.register(name, obj, kind=kind, run=self, **kw)
+
+    def log_checkpoint(self, name: str, obj, **kw):
+        return self.log_model(name, obj, kind="checkpoint", **kw)
+
+    # ------------------------------------------------------------------ persistence
+    def flush(self) -> None:
+        """Write the buffered metric points as one immutable segment file."""
+        self._last_flush = time.monotonic()
+        if not self._keys:
+            return
+        t = pa.table({"key": self._keys, "step": self._steps, "value": self._values,
+                      "time": self._times}, schema=METRIC_SCHEMA)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, t.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+            w.write_table(t)
+        fs = self.registry.store.fs
+        d = metrics_dir(self.id)
+        fs.makedirs(d)
+        while not fs.create_exclusive(f"{d}/metrics-{self._segments + 1:06d}.arrow",
+                                      sink.getvalue().to_pybytes()):
+            self._segments += 1  # a segment of an earlier process of this run (requeue)
+        self._segments += 1
+        self._keys, self._steps, self._values, self._times = [], [], [], []
+
+    def summary(self) -> dict:
+        """Per metric key: last value, its step, min, max and count (NaN-safe JSON)."""
+        return {k: {f: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                    for f, v in s.items()} for k, s in self._summary.items()}
+
+    def end(self, status: str = "FINISHED") -> None:
+        if status not in STATUSES[1:]:
+            raise ValueError(f"status must be one of {STATUSES[1:]}, got {status!r}")
+        if self.status != "RUNNING":
+            return
+        self.flush()
+        self.registry._commit(lambda: [{
+            "op": "run_end", "run_id": self.id, "status": status, "end": now_iso(),
+            "params": self._new_params, "tags": self._tags, "metrics": self.summary()}])
+        self.status = status
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.end("FINISHED")
+        elif issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            self.end("KILLED")
+        else:
+            self.end("FAILED")
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]

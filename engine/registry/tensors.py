@@ -1,0 +1,162 @@
+"""State dicts as flat tensor files (the safetensors layout), written without pickle.
+
+Layout: an 8-byte little-endian header length N, N bytes of JSON (space-padded to a
+multiple of 8) mapping each tensor name to ``{"dtype", "shape", "data_offsets"}``
+plus ``"__metadata__"``, then the raw little-endian tensor bytes, in name order.
+This is the published safetensors layout, so the files load with the
+``safetensors`` package too; this module does not need it.
+
+Tensors are laid out in name order at stable offsets, so a checkpoint whose
+tensors mostly did not change shares most of its chunks with the previous one.
+A state dict that is not a flat mapping of names to tensors (an optimizer's, with
+nested dicts and ints) is stored with ``torch.save`` instead and loaded back with
+``torch.load(weights_only=True)``, which refuses arbitrary code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import sys
+
+import numpy as np
+
+from .errors import RegistryCorruption
+
+_NP = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+       "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+       "U16": np.uint16, "U32": np.uint32, "U64": np.uint64}
+_NP_CODE = {np.dtype(v): k for k, v in _NP.items()}
+_TORCH_CODE = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+               "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
+               "bool": "BOOL"}
+_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+         "U8": 1, "BOOL": 1, "U16": 2, "U32": 4, "U64": 8}
+MAX_HEADER = 100 << 20
+
+
+def _torch():
+    return sys.modules.get("torch")
+
+
+def _is_torch_tensor(x) -> bool:
+    t = _torch()
+    return t is not None and isinstance(x, t.Tensor)
+
+
+def is_flat_tensor_dict(obj) -> bool:
+    """True for a non-empty mapping of str -> tensor/ndarray with supported dtypes."""
+    if not isinstance(obj, dict) or not obj:
+        return False
+    for k, v in obj.items():
+        if not isinstance(k, str) or k == "__metadata__":
+            return False
+        if _is_torch_tensor(v):
+            if str(v.dtype).removeprefix("torch.") not in _TORCH_CODE or v.is_sparse:
+                return False
+        elif isinstance(v, np.ndarray):
+            if v.dtype.newbyteorder("=") not in _NP_CODE:
+                return False
+        else:
+            return False
+    return True
+
+
+def looks_like_state_dict(obj) -> bool:
+    """A mapping holding at least one tensor somewhere (for ``register`` dispatch)."""
+    if is_flat_tensor_dict(obj):
+        return True
+    if not isinstance(obj, dict):
+        return False
+    return any(_is_torch_tensor(v) or looks_like_state_dict(v) for v in obj.values())
+
+
+def _raw(v) -> tuple[str, list[int], memoryview]:
+    if _is_torch_tensor(v):
+        t = v.detach().cpu().contiguous()
+        code = _TORCH_CODE[str(t.dtype).removeprefix("torch.")]
+        flat = t.reshape(-1)
+        u8 = flat.view(_torch().uint8) if flat.numel() else flat.to(_torch().uint8)
+        return code, list(t.shape), memoryview(u8.numpy()).cast("B")
+    a = np.ascontiguousarray(v)
+    code = _NP_CODE[a.dtype.newbyteorder("=")]
+    if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big"):
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return code, list(a.shape), memoryview(a.reshape(-1).view(np.uint8)).cast("B")
+
+
+def dumps(state: dict, metadata: dict | None = None) -> bytes:
+    """Serialize a flat tensor dict (torch tensors or NumPy arrays) to safetensors bytes."""
+    parts = []
+    header: dict = {}
+    off = 0
+    framework = "pt" if any(_is_torch_tensor(v) for v in state.values()) else "np"
+    for name in sorted(state):
+        code, shape, raw = _raw(state[name])
+        header[name] = {"dtype": code, "shape": shape, "data_offsets": [off, off + raw.nbytes]}
+        off += raw.nbytes
+        parts.append(raw)
+    meta = {"format": framework}
+    meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    header["__metadata__"] = meta
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    out = bytearray(8 + len(h) + off)
+    out[:8] = struct.pack("<Q", len(h))
+    out[8:8 + len(h)] = h
+    pos = 8 + len(h)
+    for raw in parts:
+        out[pos:pos + raw.nbytes] = raw
+        pos += raw.nbytes
+    return bytes(out)
+
+
+def loads(data, framework: str | None = None, where: str = "state dict") -> dict:
+    """Read safetensors bytes back: torch tensors if ``framework="pt"`` (default: as
+    written, when torch is importable), else NumPy arrays (bfloat16 as uint16 bits)."""
+    data = memoryview(data).cast("B")
+    if len(data) < 8:
+        raise RegistryCorruption(f"{where}: {len(data)} bytes is too short for a tensor file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER or 8 + n > len(data):
+        raise RegistryCorruption(f"{where}: header length {n} does not fit in {len(data)} bytes")
+    try:
+        header = json.loads(bytes(data[8:8 + n]))
+    except ValueError as exc:
+        raise RegistryCorruption(f"{where}: header is not JSON: {exc}") from None
+    meta = header.pop("__metadata__", {}) or {}
+    body = data[8 + n:]
+    if framework is None:
+        framework = meta.get("format", "np")
+    torch = None
+    if framework == "pt":
+        import torch
+    out = {}
+    for name, info in header.items():
+        code, shape, (a, b) = info["dtype"], info["shape"], info["data_offsets"]
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if code not in _SIZE or not 0 <= a <= b <= len(body) or b - a != count * _SIZE[code]:
+            raise RegistryCorruption(f"{where}: tensor {name!r} has a bad dtype or offsets")
+        np_dtype = np.uint16 if code == "BF16" else _NP[code]
+        arr = np.frombuffer(body[a:b], dtype=np.dtype(np_dtype).newbyteorder("<")).reshape(shape)
+        if torch is not None:
+            t = torch.from_numpy(arr.copy())
+            out[name] = t.view(torch.bfloat16) if code == "BF16" else t
+        else:
+            out[name] = arr.copy()
+    return out
+
+
+def torch_dumps(obj) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def torch_loads(data) -> object:
+    import torch
+
+    return torch.load(io.BytesIO(bytes(data)), weights_only=True)

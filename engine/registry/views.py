@@ -1,0 +1,249 @@
+"""Read-side views of the registry: runs, metric series, compare, search, lineage,
+the audit trail, and retention (gc)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+
+import pyarrow as pa
+
+from .errors import UnknownReference
+from .index import node
+from .refs import KINDS
+from .runs import METRIC_SCHEMA, metrics_dir
+
+_RUN_COLS = ("run_id", "name", "status", "start", "end", "params", "tags", "metrics", "git_commit",
+             "git_dirty", "host", "user", "world_size", "slurm_job_id", "seq", "info")
+_METRIC_FILTER = re.compile(r"^\s*([A-Za-z0-9_./-]+)\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$")
+
+
+def _run_dict(row) -> dict:
+    d = dict(zip(_RUN_COLS, row))
+    for k in ("params", "tags", "metrics", "info"):
+        d[k] = json.loads(d[k]) if d[k] else {}
+    d["git_dirty"] = None if d["git_dirty"] is None else bool(d["git_dirty"])
+    return d
+
+
+def run_record(reg, run_id: str) -> dict:
+    if not isinstance(run_id, str) or len(run_id) < 4:
+        raise ValueError(f"run id must be a string of 4+ characters, got {run_id!r}")
+    reg.index.refresh()
+    rows = reg.index.query(f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id LIKE ?",
+                           (run_id + "%",))
+    if not rows:
+        raise UnknownReference(f"no run with id {run_id!r} in the registry at {reg.store.root}")
+    if len(rows) > 1:
+        raise UnknownReference(f"run id prefix {run_id!r} matches {len(rows)} runs; give more")
+    d = _run_dict(rows[0])
+    me = "run:" + d["run_id"]
+    d["inputs"] = [r[0] for r in reg.index.query("SELECT src FROM edges WHERE dst=? ORDER BY src", (me,))]
+    d["outputs"] = [r[0] for r in reg.index.query("SELECT dst FROM edges WHERE src=? ORDER BY dst", (me,))]
+    return d
+
+
+def list_runs(reg, name, status) -> list[dict]:
+    reg.index.refresh()
+    q, args = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE 1=1", []
+    if name is not None:
+        q += " AND name=?"
+        args.append(name)
+    if status is not None:
+        q += " AND status=?"
+        args.append(status.upper())
+    return [_run_dict(r) for r in reg.index.query(q + " ORDER BY seq", args)]
+
+
+def metric_history(reg, run_id: str, key: str | None = None) -> pa.Table:
+    """Every logged point of a run (``key``, ``step``, ``value``, ``time``), in logging order."""
+    rid = run_record(reg, run_id)["run_id"]
+    fs = reg.store.fs
+    d = metrics_dir(rid)
+    tables = []
+    for f in fs.list(d):
+        if f.startswith("metrics-") and f.endswith(".arrow"):
+            tables.append(pa.ipc.open_file(pa.py_buffer(fs.read_bytes(f"{d}/{f}"))).read_all())
+    t = pa.concat_tables(tables) if tables else METRIC_SCHEMA.empty_table()
+    if key is not None:
+        import pyarrow.compute as pc
+
+        t = t.filter(pc.equal(t.column("key"), key))
+    return t
+
+
+def _lineage_of(reg, mv) -> dict:
+    me = node(mv.name, mv.version)
+    return {"inputs": [r[0] for r in reg.index.query("SELECT src FROM edges WHERE dst=? ORDER BY src", (me,))]}
+
+
+def compare(reg, ref_a, ref_b) -> dict:
+    """Params, metrics and lineage of two versions side by side: ``{key: (a, b)}``."""
+    a, b = reg.get(ref_a), reg.get(ref_b, refresh=False)
+
+    def params(mv):
+        p = {}
+        if mv.run_id:
+            row = reg.index.one("SELECT params FROM runs WHERE run_id=?", (mv.run_id,))
+            p.update(json.loads(row[0]) if row and row[0] else {})
+        p.update(mv.params)
+        return p
+
+    def side(fa, fb):
+        keys = sorted(set(fa) | set(fb))
+        return {k: (fa.get(k), fb.get(k)) for k in keys}
+
+    return {"a": a.ref, "b": b.ref, "same_content": a.id == b.id,
+            "ids": (a.id, b.id), "runs": (a.run_id, b.run_id),
+            "params": side(params(a), params(b)),
+            "metrics": side(reg._metrics(a), reg._metrics(b)),
+            "inputs": (lineage(reg, a.ref, 2)["up"], lineage(reg, b.ref, 2)["up"])}
+
+
+def search(reg, name, kind, tag, metric, alias) -> list:
+    """Versions matching every filter: ``name`` (glob), ``kind``, ``tag`` (``"k=v"``, ``"k"``
+    or a dict), ``metric`` (``"val_loss<0.3"``), ``alias``."""
+    from .registry import _VCOLS, _version_from_row
+
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    cond = None
+    if metric is not None:
+        m = _METRIC_FILTER.match(metric) if isinstance(metric, str) else None
+        try:
+            cond = (m.group(1), m.group(2), float(m.group(3))) if m else None
+        except ValueError:
+            cond = None
+        if cond is None:
+            raise ValueError(f"metric filter must look like 'val_loss<0.3' (<, <=, >, >=, ==, !=), "
+                             f"got {metric!r}")
+    tags = tag if isinstance(tag, dict) else dict([tag.split("=", 1)] if "=" in tag else [(tag, None)]) \
+        if isinstance(tag, str) else {}
+    reg.index.refresh()
+    q, args = f"SELECT {_VCOLS} FROM versions WHERE deleted=0", []
+    if kind:
+        q += " AND kind=?"
+        args.append(kind)
+    out = []
+    for row in reg.index.query(q + " ORDER BY name, version", args):
+        mv = _version_from_row(row)
+        if name is not None and not fnmatch.fnmatchcase(mv.name, name):
+            continue
+        if any(k not in mv.tags or (v is not None and mv.tags[k] != str(v)) for k, v in tags.items()):
+            continue
+        if cond is not None:
+            v = reg.metric_of(mv, cond[0])
+            ops = {"<": v is not None and v < cond[2], "<=": v is not None and v <= cond[2],
+                   ">": v is not None and v > cond[2], ">=": v is not None and v >= cond[2],
+                   "==": v == cond[2], "!=": v is not None and v != cond[2]}
+            if not ops[cond[1]]:
+                continue
+        mv.aliases = reg._aliases_of(mv)
+        if alias is not None and alias not in mv.aliases:
+            continue
+        out.append(mv)
+    return out
+
+
+def lineage(reg, ref, depth: int | None = None) -> dict:
+    """Walk the graph from ``ref``: ``up`` (what it came from) and ``down`` (what came from it).
+
+    Nodes are ``name:vN`` (registry versions), ``data:name:vN`` (dataset versions)
+    and ``run:<id>``. Returns ``{"root", "up": [(src, dst), ...], "down": [...], "runs"}``.
+    """
+    if isinstance(ref, str) and ref.startswith(("run:", "data:")):
+        root = ref
+        if ref.startswith("run:"):
+            root = "run:" + run_record(reg, ref[4:])["run_id"]
+    else:
+        mv = reg.get(ref)
+        root = node(mv.name, mv.version)
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise ValueError(f"depth must be an integer >= 1 or None, got {depth!r}")
+
+    def walk(col_from, col_to):
+        edges, seen, frontier, d = [], {root}, [root], 0
+        while frontier and (depth is None or d < depth):
+            nxt = []
+            for n in frontier:
+                for (other,) in reg.index.query(
+                        f"SELECT {col_to} FROM edges WHERE {col_from}=? ORDER BY {col_to}", (n,)):
+                    edges.append((other, n) if col_from == "dst" else (n, other))
+                    if other not in seen:
+                        seen.add(other)
+                        nxt.append(other)
+            frontier, d = nxt, d + 1
+        return edges, seen
+
+    up, seen_up = walk("dst", "src")
+    down, seen_down = walk("src", "dst")
+    runs = {}
+    for n in (seen_up | seen_down):
+        if n.startswith("run:"):
+            row = reg.index.one("SELECT name, status FROM runs WHERE run_id=?", (n[4:],))
+            if row:
+                runs[n] = {"name": row[0], "status": row[1]}
+    return {"root": root, "up": up, "down": down, "runs": runs}
+
+
+def history(reg, name, limit) -> list[dict]:
+    reg.index.refresh()
+    q, args = "SELECT seq, time, user, host, job, summary FROM commits", []
+    if name is not None:
+        q += " WHERE names LIKE ?"
+        args.append(f"%,{name},%")
+    q += " ORDER BY seq DESC"
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
+        q += f" LIMIT {int(limit)}"
+    return [dict(zip(("seq", "time", "user", "host", "slurm_job_id", "summary"), r))
+            for r in reg.index.query(q, args)]
+
+
+def gc(reg, keep_last, keep_aliased, dry_run, grace) -> dict:
+    """Delete old unaliased versions (keeping the newest ``keep_last`` per name), then the
+    store's chunks that no version (dataset or registry) references any more."""
+    from ..data.maint import _gc as store_gc
+
+    if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int)
+                                  or keep_last < 1):
+        raise ValueError(f"keep_last must be an integer >= 1 or None, got {keep_last!r}")
+    doomed: list[str] = []
+
+    def build():
+        doomed.clear()
+        if keep_last is None:
+            return []
+        aliased = set(reg.index.query("SELECT name, version FROM aliases")) if keep_aliased else set()
+        acts = []
+        for (name,) in reg.index.query("SELECT name FROM artifacts ORDER BY name"):
+            vs = [v for (v,) in reg.index.query(
+                "SELECT version FROM versions WHERE name=? AND deleted=0 ORDER BY version DESC", (name,))]
+            for v in vs[keep_last:]:
+                if (name, v) not in aliased:
+                    doomed.append(f"{name}:v{v}")
+                    acts.append({"op": "delete_version", "name": name, "version": v,
+                                 "reason": f"gc keep_last={keep_last}"})
+        return [] if dry_run else acts
+
+    reg.refresh()
+    reg._commit(build)
+    rep = store_gc(reg.store, None, None, grace, 0.5, dry_run)
+    return {"versions_deleted": list(doomed), "dry_run": dry_run, "store": rep.to_dict()}
+
+
+def live_manifest_blobs(store) -> list[tuple[str, dict]]:
+    """(ref, manifest blob) of every live registry version: the store's gc keeps their chunks."""
+    from .registry import Registry
+
+    if not store.fs.list("registry/log"):
+        return []
+    reg = Registry(store)
+    try:
+        reg.refresh()
+        return [(f"{n}:v{v}", json.loads(c)["manifest"]) for n, v, c in reg.index.query(
+            "SELECT name, version, content FROM versions WHERE deleted=0")]
+    finally:
+        reg.index.close()
