@@ -32,23 +32,56 @@ def load_input(spec: str, store=None):
             return pacsv.read_csv(spec, parse_options=opts)
         raise ValueError(f"{spec!r}: expected a .parquet, .arrow/.feather, .csv or .profile file")
     if any(ch in spec for ch in ":@") or os.sep not in spec:
+        prof = _registry_profile(spec, store)
+        if prof is not None:
+            return prof
         from .data import load_table
 
         return load_table(spec, store=store)
     raise FileNotFoundError(f"no such file: {spec!r}")
 
 
+def _registry_profile(spec: str, store):
+    """The registry's ``profile`` artifact named by ``spec``, or None if it names none."""
+    from .registry import MalformedReference, Registry, parse_ref
+
+    try:
+        name = parse_ref(spec).name
+        reg = Registry(store, create=False)
+    except (MalformedReference, FileNotFoundError):
+        return None
+    with reg:
+        reg.refresh()
+        if reg._kind_of(name) != "profile":
+            return None
+        return reg.load_profile(spec)
+
+
 def cmd_profile(args) -> int:
     from .monitor.profile import profile
 
+    if not args.output and not args.register:
+        raise ValueError("give -o/--output FILE, --register NAME, or both")
     data = load_input(args.data, args.store)
     p = profile(data, sample_size=args.sample_size, bins=args.bins)
-    p.save(args.output)
+    where = []
+    if args.output:
+        p.save(args.output)
+        where.append(args.output)
+    if args.register:
+        from .registry import Registry
+
+        is_file = os.path.exists(args.data)
+        with Registry(args.store) as reg:
+            mv = reg.register(args.register, p, kind="profile",
+                              inputs=None if is_file else [args.data],
+                              message=f"profile of {args.data}")
+        where.append(f"registry {mv.ref}")
     kinds: dict[str, int] = {}
     for c in p.columns.values():
         kinds[c.kind] = kinds.get(c.kind, 0) + 1
     print(f"profile of {args.data}: {p.n_rows} rows, {len(p.columns)} columns "
-          f"({', '.join(f'{v} {k}' for k, v in kinds.items())}) -> {args.output}")
+          f"({', '.join(f'{v} {k}' for k, v in kinds.items())}) -> {', '.join(where)}")
     return 0
 
 
@@ -83,7 +116,8 @@ def add_parser(sub, parser_class) -> None:
     mon = sub.add_parser("monitor", help="profiles and drift tests of tabular data",
                          description="Profile reference data and test current data for drift. "
                          "DATA, REF and CURRENT are Parquet/Arrow/CSV files, saved profiles "
-                         "(.profile) or table versions in the store (NAME:vN, NAME@latest).")
+                         "(.profile), table versions in the store (NAME:vN, NAME@latest) or "
+                         "profile artifacts of the registry (NAME@production).")
     msub = mon.add_subparsers(dest="monitor_command", metavar="SUBCOMMAND", parser_class=parser_class)
     mon.set_defaults(func=lambda a: (mon.print_help(), 2)[1])
 
@@ -92,7 +126,11 @@ def add_parser(sub, parser_class) -> None:
                         "histogram and a bounded sample per numeric column; value counts per "
                         "categorical column; script and trigram histograms per text column).")
     p.add_argument("data", help="Parquet/Arrow/CSV file or table version")
-    p.add_argument("-o", "--output", required=True, help="profile file to write (.profile)")
+    p.add_argument("-o", "--output", default=None, help="profile file to write (.profile)")
+    p.add_argument("--register", metavar="NAME", default=None,
+                   help="also store the profile in the registry as a 'profile' artifact NAME, "
+                   "linked to DATA when DATA is a table version (then `mlops monitor drift "
+                   "NAME@latest CURRENT` uses it)")
     p.add_argument("--sample-size", type=int, default=100_000,
                    help="values kept per numeric column for exact tests (default 100000)")
     p.add_argument("--bins", type=int, default=10, help="quantile bins per numeric column (default 10)")
@@ -102,7 +140,7 @@ def add_parser(sub, parser_class) -> None:
     d = msub.add_parser("drift", help="test CURRENT against REF; exit 1 on drift",
                         description="Test every column of CURRENT against REF. Exit 0: no drift; "
                         "1: the share of drifted columns reached --share; 2: error.")
-    d.add_argument("reference", help="reference: file, .profile or table version")
+    d.add_argument("reference", help="reference: file, .profile, table version or registry profile")
     d.add_argument("current", help="current data: file, .profile or table version")
     d.add_argument("--test", action="append", default=None,
                    help="run this test instead of the defaults (repeatable): ks, wasserstein, "

@@ -79,11 +79,13 @@ def _raw(v) -> tuple[str, list[int], memoryview]:
         flat = t.reshape(-1)
         u8 = flat.view(_torch().uint8) if flat.numel() else flat.to(_torch().uint8)
         return code, list(t.shape), memoryview(u8.numpy()).cast("B")
-    a = np.ascontiguousarray(v)
+    a = np.asarray(v)
+    shape = list(a.shape)  # before ascontiguousarray, which makes a 0-d array 1-d
+    a = np.ascontiguousarray(a).reshape(-1)
     code = _NP_CODE[a.dtype.newbyteorder("=")]
     if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big"):
         a = a.astype(a.dtype.newbyteorder("<"))
-    return code, list(a.shape), memoryview(a.reshape(-1).view(np.uint8)).cast("B")
+    return code, shape, memoryview(a.view(np.uint8)).cast("B")
 
 
 def dumps(state: dict, metadata: dict | None = None) -> bytes:
