@@ -1,8 +1,9 @@
 """The ``mlops`` command.
 
 Exit codes: 0 success; 1 a check failed (verify found corruption, diff
---exit-code found differences; later: drift found); 2 bad usage or input; 3 the
-store is damaged or an I/O error (disk full) stopped the command.
+--exit-code found differences, drift found, a promotion gate rejected a version);
+2 bad usage or input (an unknown reference); 3 the store is damaged or an I/O
+error (disk full) stopped the command.
 """
 
 from __future__ import annotations
@@ -143,7 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_monitor import add_parser as add_monitor_parser
 
     add_monitor_parser(sub, _Parser)
+
+    from .cli_registry import add_parser as add_registry_parser
+
+    add_registry_parser(sub, _Parser)
     return p
+
+
+def _gate_rejected() -> tuple:
+    """The registry's GateRejected if the registry was imported (only it raises it), so
+    commands that never touch the registry do not pay for importing it."""
+    mod = sys.modules.get(f"{__package__}.registry.errors")
+    return (mod.GateRejected,) if mod is not None else ()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,9 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     from .store.errors import StoreCorruption, StoreError, StoreFormatError
 
     cmd = " ".join(x for x in (args.command, getattr(args, "data_command", None),
-                                getattr(args, "monitor_command", None)) if x)
+                                getattr(args, "monitor_command", None),
+                                getattr(args, "model_command", None),
+                                getattr(args, "runs_command", None)) if x)
     try:
         return args.func(args)
+    except _gate_rejected() as exc:  # a check that failed, not an error: before StoreError
+        print(f"mlops {cmd}: rejected: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     except (StoreCorruption, StoreFormatError) as exc:
         print(f"mlops {cmd}: store error: {exc}", file=sys.stderr)
         return EXIT_STORE

@@ -191,8 +191,8 @@ def history(reg, name, limit) -> list[dict]:
     reg.index.refresh()
     q, args = "SELECT seq, time, user, host, job, summary FROM commits", []
     if name is not None:
-        q += " WHERE names LIKE ?"
-        args.append(f"%,{name},%")
+        q += " WHERE instr(names, ?) > 0"  # not LIKE: "_" in a name is a wildcard there
+        args.append(f",{name},")
     q += " ORDER BY seq DESC"
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

@@ -1,0 +1,578 @@
+"""``mlops model ...``, ``mlops runs ...`` and ``mlops log``: the artifact and model registry.
+
+Exit codes (as for every command): 0 ok; 1 a promotion gate rejected the version;
+2 bad usage, bad input or an unknown reference; 3 the registry is damaged (an
+unreadable commit, a commit of a newer format) or an I/O error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+STORE_HELP = "store root: a path or pyarrow.fs URI (default $MLOPS_HOME or ./.mlops)"
+
+
+# ---------------------------------------------------------------------- helpers
+def _out(args, obj) -> bool:
+    """Print ``obj`` as JSON if ``--json`` was given; True if it was."""
+    if args.json:
+        json.dump(obj, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+    return args.json
+
+
+def _open(args, create: bool = False):
+    """The registry of ``--store``; read-only commands never create a store."""
+    from .registry import Registry
+
+    try:
+        return Registry(args.store, create=create)
+    except FileNotFoundError:
+        if create:
+            raise
+        from . import config
+
+        root = args.store if args.store is not None else config.store_root()
+        raise FileNotFoundError(f"no store at {root!r}: register something first "
+                                "(mlops model register) or pass --store / set $MLOPS_HOME") from None
+
+
+def _kv(kind: str):
+    """argparse type of ``--metric/--param/--tag k=v``."""
+
+    def parse(text: str):
+        key, eq, val = text.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        if kind == "metric":
+            try:
+                return key, float(val)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"metric {key!r}: value must be a number, got {val!r}") from None
+        if kind == "param":
+            try:
+                return key, json.loads(val)
+            except ValueError:
+                return key, val
+        return key, val
+
+    return parse
+
+
+def _when(t) -> str:
+    return (t or "")[:19].replace("T", " ")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, sort_keys=True)
+
+
+def _kvs(d: dict) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(d.items())) or "-"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _bare_name(ref: str, what: str) -> str:
+    from .registry import parse_ref
+
+    r = parse_ref(ref)
+    if r.alias is not None or r.version is not None or r.id_prefix is not None:
+        raise ValueError(f"{what} takes an artifact NAME, not the reference {ref!r}")
+    return r.name
+
+
+def _neighbours(reg, mv) -> tuple[list[str], list[str]]:
+    lin = reg.lineage(mv.ref, 1)
+    return [s for s, _ in lin["up"]], [d for _, d in lin["down"]]
+
+
+def _run_brief(reg, run_id: str | None) -> dict | None:
+    if not run_id:
+        return None
+    r = reg.get_run(run_id)
+    return {"run_id": r["run_id"], "name": r["name"], "status": r["status"],
+            "metrics": {k: v.get("last") for k, v in r["metrics"].items()}}
+
+
+# ---------------------------------------------------------------------- model
+def cmd_register(args) -> int:
+    kind = args.kind or "model"
+    if kind != "dataset" and not os.path.lexists(args.path):
+        raise FileNotFoundError(f"cannot register {args.path!r}: no such file or directory")
+    obj, filename = args.path, None
+    if kind == "profile" and os.path.isfile(args.path):
+        from .monitor import Profile
+
+        # stored as a profile (not as an opaque file) so that Registry.load_profile reads it
+        obj, filename = Profile.load(args.path), os.path.basename(args.path)
+    # a dataset version reference needs an existing store: do not create one at a typo
+    with _open(args, create=kind != "dataset" or os.path.lexists(args.path)) as reg:
+        mv = reg.register(args.name, obj, kind=kind, filename=filename, metrics=dict(args.metric or []),
+                          params=dict(args.param or []), tags=dict(args.tag or []),
+                          message=args.message, inputs=args.input or None,
+                          aliases=args.alias or None, progress=False if args.json else None)
+        if not _out(args, mv.to_dict()):
+            print(f"{mv.ref} registered: {mv.kind}, {mv.files} file{'s' * (mv.files != 1)}, "
+                  f"{mv.size} bytes, id {mv.id[:16]}  aliases: {', '.join(mv.aliases) or '-'}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    with _open(args) as reg:
+        rows = reg.artifacts(args.kind)
+        if not _out(args, rows):
+            if not rows:
+                print(f"no artifacts{f' of kind {args.kind}' if args.kind else ''} in {reg.store.root}")
+                return 0
+            _table([[r["name"], r["kind"], str(r["versions"]), f"v{r['latest']}" if r["latest"] else "-",
+                     ", ".join(f"{a}=v{v}" for a, v in sorted(r["aliases"].items())) or "-"]
+                    for r in rows], ["NAME", "KIND", "VERSIONS", "LATEST", "ALIASES"])
+    return 0
+
+
+def _version_dict(reg, mv) -> dict:
+    d = mv.to_dict()
+    d["content"], d["seq"] = mv.content, mv.seq
+    d["inputs"], d["used_by"] = _neighbours(reg, mv)
+    d["run"] = _run_brief(reg, mv.run_id)
+    return d
+
+
+def cmd_show(args) -> int:
+    with _open(args) as reg:
+        if args.all:
+            vs = [_version_dict(reg, mv) for mv in reg.versions(_bare_name(args.ref, "--all"))]
+            if not _out(args, vs):
+                _table([[d["ref"], d["id"][:16], _when(d["created"]), f"{d['user']}@{d['host']}",
+                         _kvs(d["metrics"]), ", ".join(d["aliases"]) or "-"] for d in vs],
+                       ["VERSION", "ID", "CREATED", "BY", "METRICS", "ALIASES"])
+            return 0
+        d = _version_dict(reg, reg.get(args.ref))
+        if _out(args, d):
+            return 0
+        run = d["run"]
+        print(d["ref"])
+        for k, v in [
+            ("kind", d["kind"]), ("id", d["id"]), ("format", d["format"]),
+            ("size", f"{d['size']} bytes in {d['files']} file{'s' * (d['files'] != 1)}"),
+            ("created", f"{_when(d['created'])} by {d['user']}@{d['host']}"),
+            ("run", f"{run['run_id']} ({run['name']}, {run['status']})" if run else "-"),
+            ("message", d["message"] or "-"), ("aliases", ", ".join(d["aliases"]) or "-"),
+            ("metrics", _kvs(d["metrics"])),
+            *([("run metrics", _kvs(run["metrics"]))] if run and run["metrics"] else []),
+            ("params", _kvs(d["params"])), ("tags", _kvs(d["tags"])),
+            ("inputs", ", ".join(d["inputs"]) or "-"), ("used by", ", ".join(d["used_by"]) or "-"),
+        ]:
+            print(f"  {k:<12} {v}")
+    return 0
+
+
+def cmd_alias(args) -> int:
+    with _open(args) as reg:
+        if args.delete:
+            name = _bare_name(args.ref, "alias --delete")
+            old = reg.get(f"{name}@{args.alias}").version
+            reg.remove_alias(name, args.alias)
+            res = {"name": name, "alias": args.alias, "version": None, "previous": old}
+            if not _out(args, res):
+                print(f"removed alias {name}@{args.alias} (was v{old})")
+            return 0
+        mv = reg.get(args.ref)
+        prev = _holder(reg, mv.name, args.alias)
+        mv = reg.set_alias(mv, args.alias)
+        res = {"name": mv.name, "alias": args.alias, "version": mv.version, "previous": prev,
+               "ref": mv.ref}
+        if not _out(args, res):
+            print(f"{mv.name}@{args.alias} -> v{mv.version} (was {f'v{prev}' if prev else 'unset'})")
+    return 0
+
+
+def _holder(reg, name: str, alias: str) -> int | None:
+    from .registry import UnknownReference
+
+    try:
+        return reg.get(f"{name}@{alias}", refresh=False).version
+    except UnknownReference:
+        return None
+
+
+def cmd_promote(args) -> int:
+    from .registry import GateError, GateRejected
+    from .registry.refs import parse_gate
+
+    gate = parse_gate(args.gate) if args.gate is not None else None
+    with _open(args) as reg:
+        mv = reg.get(args.ref)
+        prev = _holder(reg, mv.name, args.alias)
+        try:
+            mv = reg.promote(mv, args.alias, gate=args.gate, force=args.force)
+        except GateRejected as exc:
+            raise GateRejected(f"{exc}; pass --force to move it anyway") from None
+        except GateError as exc:  # the API's advice, in CLI words
+            raise GateError(str(exc).replace("pass force=True", "pass --force")) from None
+        holder = reg.get(f"{mv.name}:v{prev}", refresh=False) if prev else None
+        res = {"ref": mv.ref, "name": mv.name, "alias": args.alias, "version": mv.version,
+               "previous": prev, "moved": prev != mv.version, "forced": args.force and prev != mv.version,
+               "gate": None}
+        if gate is not None and res["moved"]:
+            new = reg.metric_of(mv, gate[0])
+            old = reg.metric_of(holder, gate[0]) if holder else None
+            res["gate"] = {"metric": gate[0], "op": gate[1], "new": new, "held": old,
+                           "passed": old is None or _passes(new, gate[1], old)}
+        if _out(args, res):
+            return 0
+        if not res["moved"]:
+            print(f"{mv.ref} already holds {mv.name}@{args.alias}; nothing to do")
+            return 0
+        line = f"{mv.name}@{args.alias}: {f'v{prev}' if prev else 'unset'} -> v{mv.version}"
+        g = res["gate"]
+        if g is not None:
+            if prev is None:
+                line += f" (gate {g['metric']}{g['op']}: no holder to compare with)"
+            elif g["held"] is None:
+                line += f" (gate {g['metric']}{g['op']}: the holder v{prev} has no {g['metric']})"
+            else:
+                line += (f" (gate {g['metric']}{g['op']}: {g['new']} vs {g['held']}"
+                         f"{', FAILED' if not g['passed'] else ''})")
+        print(line + (" (FORCED)" if res["forced"] else ""))
+    return 0
+
+
+def _passes(new, op, old) -> bool:
+    from .registry.refs import gate_passes
+
+    return new is not None and gate_passes(new, op, old)
+
+
+def cmd_compare(args) -> int:
+    with _open(args) as reg:
+        c = reg.compare(args.a, args.b)
+        ins = [sorted({s for s, _ in side}) for side in c["inputs"]]
+        rows = [("", "id", *c["ids"]), ("", "run", *c["runs"])]
+        rows += [("param", k, a, b) for k, (a, b) in c["params"].items()]
+        rows += [("metric", k, a, b) for k, (a, b) in c["metrics"].items()]
+        rows.append(("", "inputs", ", ".join(ins[0]) or None, ", ".join(ins[1]) or None))
+        diff = [f"{s} {k}".strip() for s, k, a, b in rows if a != b]
+        res = {"a": c["a"], "b": c["b"], "same_content": c["same_content"], "ids": list(c["ids"]),
+               "runs": list(c["runs"]), "params": {k: list(v) for k, v in c["params"].items()},
+               "metrics": {k: list(v) for k, v in c["metrics"].items()},
+               "inputs": {"a": ins[0], "b": ins[1]}, "different": diff}
+        if _out(args, res):
+            return 0
+
+        def cell(s, k, v):
+            t = _fmt(v)
+            return t[:16] if k == "id" and s == "" and v else t
+
+        _table([[f"{s} {k}".strip(), cell(s, k, a), cell(s, k, b), "*" if a != b else ""]
+                for s, k, a, b in rows], ["KEY", c["a"], c["b"], ""])
+        print(f"(* differs; {'same' if c['same_content'] else 'different'} content)")
+    return 0
+
+
+def cmd_pull(args) -> int:
+    with _open(args) as reg:
+        mv = reg.get(args.ref)
+        path = reg.pull(mv, args.dest, progress=False if args.json else None)
+        if not _out(args, {"ref": mv.ref, "id": mv.id, "path": path, "files": mv.files,
+                           "size": mv.size}):
+            print(path)
+    return 0
+
+
+def _lineage_root(reg, ref: str) -> str:
+    if ref.startswith("data:"):
+        from .data.version import resolve
+
+        dv = resolve(reg.store, ref[5:])
+        return f"data:{dv.name}:v{dv.number}"
+    return ref
+
+
+def cmd_lineage(args) -> int:
+    if args.depth is not None and args.depth < 1:
+        raise ValueError(f"--depth must be >= 1, got {args.depth}")
+    with _open(args) as reg:
+        lin = reg.lineage(_lineage_root(reg, args.ref), args.depth)
+        if _out(args, {"root": lin["root"], "up": [list(e) for e in lin["up"]],
+                       "down": [list(e) for e in lin["down"]], "runs": lin["runs"]}):
+            return 0
+        runs = lin["runs"]
+
+        def label(n):
+            r = runs.get(n)
+            return f"{n} ({r['name']}, {r['status']})" if r else n
+
+        def tree(edges, up: bool):
+            kids: dict[str, list[str]] = {}
+            for src, dst in edges:
+                a, b = (dst, src) if up else (src, dst)
+                kids.setdefault(a, []).append(b)
+            shown = {lin["root"]}
+
+            def walk(n, depth):
+                for k in kids.get(n, []):
+                    again = k in shown and k in kids
+                    print("  " * depth + ("<- " if up else "-> ") + label(k) + (" (see above)" if again else ""))
+                    if not again:
+                        shown.add(k)
+                        walk(k, depth + 1)
+
+            walk(lin["root"], 2)
+
+        print(label(lin["root"]))
+        print("  came from:" if lin["up"] else "  came from: nothing recorded")
+        tree(lin["up"], True)
+        print("  led to:" if lin["down"] else "  led to: nothing recorded")
+        tree(lin["down"], False)
+    return 0
+
+
+# ---------------------------------------------------------------------- runs
+def cmd_runs_list(args) -> int:
+    with _open(args) as reg:
+        rs = reg.runs(args.name, args.status)
+        if not _out(args, rs):
+            if not rs:
+                print("no runs")
+                return 0
+            _table([[r["run_id"], r["name"], r["status"], _when(r["start"]), _when(r["end"]) or "-",
+                     f"{r['user']}@{r['host']}", str(r["world_size"] or "-"), r["slurm_job_id"] or "-"]
+                    for r in rs], ["RUN", "NAME", "STATUS", "START", "END", "BY", "WORLD", "JOB"])
+    return 0
+
+
+def cmd_runs_show(args) -> int:
+    from .registry import UnknownReference
+
+    with _open(args) as reg:
+        r = reg.get_run(args.run_id)
+        if args.metric is not None:
+            t = reg.metric_history(r["run_id"], args.metric)
+            if t.num_rows == 0:
+                have = sorted(r["metrics"]) or "none logged yet"
+                raise UnknownReference(f"run {r['run_id']} has no metric {args.metric!r} "
+                                       f"(it has: {', '.join(have) if isinstance(have, list) else have})")
+            r["series"] = {"key": args.metric, "step": t.column("step").to_pylist(),
+                           "value": [v if math.isfinite(v) else None for v in t.column("value").to_pylist()],
+                           "time": t.column("time").to_pylist()}
+        if _out(args, r):
+            return 0
+        if args.metric is not None:
+            s = r["series"]
+            print(f"run {r['run_id']} ({r['name']}) metric {args.metric}: {len(s['step'])} points")
+            _table([[str(st), "nan" if v is None else repr(v)] for st, v in zip(s["step"], s["value"])], ["STEP", "VALUE"])
+            return 0
+        dirty = {None: "", True: " (dirty)", False: " (clean)"}[r["git_dirty"]]
+        print(f"run {r['run_id']}")
+        for k, v in [
+            ("name", r["name"]), ("status", r["status"]),
+            ("start", _when(r["start"])), ("end", _when(r["end"]) or "-"),
+            ("git", f"{r['git_commit'] or '-'}{dirty}"),
+            ("by", f"{r['user']}@{r['host']}"), ("world size", r["world_size"]),
+            ("slurm job", r["slurm_job_id"] or "-"),
+            ("command", " ".join(r["info"].get("argv") or []) or "-"),
+            ("params", _kvs(r["params"])), ("tags", _kvs(r["tags"])),
+            ("inputs", ", ".join(r["inputs"]) or "-"), ("outputs", ", ".join(r["outputs"]) or "-"),
+        ]:
+            print(f"  {k:<11} {v}")
+        if r["metrics"]:
+            print("  metrics:")
+            _table([[f"    {k}", _fmt(m.get("last")), _fmt(m.get("min")), _fmt(m.get("max")),
+                     str(m.get("count")), str(m.get("step"))] for k, m in sorted(r["metrics"].items())],
+                   ["    KEY", "LAST", "MIN", "MAX", "COUNT", "LAST STEP"])
+        else:
+            print("  metrics     -")
+    return 0
+
+
+# ---------------------------------------------------------------------- log
+def cmd_log(args) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    with _open(args) as reg:
+        if args.name is not None:
+            reg.versions(args.name, include_deleted=True)  # an unknown name is an error
+        rows = reg.history(args.name, args.limit)
+        if not _out(args, rows):
+            if not rows:
+                print("the registry log is empty")
+            for h in rows:
+                job = f" job {h['slurm_job_id']}" if h["slurm_job_id"] else ""
+                print(f"{h['seq']:>6}  {_when(h['time'])}  {h['user']}@{h['host']}{job}  {h['summary']}")
+    return 0
+
+
+# ---------------------------------------------------------------------- parsers
+def add_parser(sub, parser_class) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+
+    def common(p):
+        p.add_argument("--store", default=None, help=STORE_HELP)
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    def cmd(parent, name, help, description, examples, func):
+        p = parent.add_parser(name, help=help, description=description, formatter_class=raw,
+                              epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
+        p.set_defaults(func=func)
+        return p
+
+    refs = ("References: NAME (its latest version), NAME@ALIAS, NAME:vN, or NAME:<id prefix> "
+            "(4+ hex digits).")
+    model = sub.add_parser(
+        "model", help="the artifact and model registry: register, list, show, alias, promote, ...",
+        description="Register models, checkpoints, datasets and profiles as immutable versions; "
+        "name them with aliases, promote them through metric gates, compare them, pull their "
+        "files and trace their lineage. " + refs)
+    msub = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND", parser_class=parser_class)
+    model.set_defaults(func=lambda a: (model.print_help(), 2)[1])
+
+    p = cmd(msub, "register", "store a file or directory as the next version of NAME",
+            "Store PATH (a file or a directory) as the next version of artifact NAME, with its "
+            "metrics, params, tags and the versions it was made from. With --kind dataset, PATH "
+            "may be a dataset version of the store (imagenet:v3); with --kind profile, a .profile "
+            "file of 'mlops monitor profile'. Creates the store if missing.",
+            ["mlops model register clf out/model.safetensors --metric val_loss=0.21 "
+             "--param lr=3e-4 --input imagenet:v3",
+             "mlops model register clf out/ --tag team=vision --alias staging -m 'bigger batch'",
+             "mlops model register imagenet imagenet:v3 --kind dataset",
+             "mlops model register ref-profile ref.profile --kind profile"], cmd_register)
+    p.add_argument("name", help="artifact name (letters, digits, . _ -)")
+    p.add_argument("path", help="file or directory to store (with --kind dataset: or a dataset version)")
+    p.add_argument("--kind", choices=["model", "checkpoint", "dataset", "profile"], default=None,
+                   help="artifact kind (default model; a name keeps its first kind)")
+    p.add_argument("--metric", action="append", type=_kv("metric"), metavar="KEY=NUMBER",
+                   help="a metric of this version (repeatable); promotion gates compare these")
+    p.add_argument("--param", action="append", type=_kv("param"), metavar="KEY=VALUE",
+                   help="a parameter (repeatable); VALUE is parsed as JSON if it parses, else a string")
+    p.add_argument("--tag", action="append", type=_kv("tag"), metavar="KEY=VALUE",
+                   help="a tag (repeatable)")
+    p.add_argument("--message", "-m", default=None, help="a note stored with the version")
+    p.add_argument("--input", action="append", metavar="REF",
+                   help="a registry or dataset version this one was made from (repeatable; lineage)")
+    p.add_argument("--alias", action="append", metavar="ALIAS",
+                   help="point this alias at the new version, in the same commit (repeatable)")
+    common(p)
+
+    p = cmd(msub, "list", "artifacts with their kind, versions, latest version and aliases",
+            "List every artifact of the registry: its kind, number of versions, latest version "
+            "and aliases.", ["mlops model list", "mlops model list --kind checkpoint --json"], cmd_list)
+    p.add_argument("--kind", choices=["model", "checkpoint", "dataset", "profile"], default=None,
+                   help="only artifacts of this kind")
+    common(p)
+
+    p = cmd(msub, "show", "every field of a version (or, with --all, every version of NAME)",
+            "Show every field of the version REF names: id, format, size, who made it where and "
+            "when, its run, metrics, params, tags, aliases, the versions it was made from and "
+            "those made from it. With --all and a bare NAME, list every version of NAME. " + refs,
+            ["mlops model show clf@production", "mlops model show clf:v3 --json",
+             "mlops model show clf --all"], cmd_show)
+    p.add_argument("ref", help="version reference, or NAME with --all")
+    p.add_argument("--all", action="store_true", help="list every version of NAME, oldest first")
+    common(p)
+
+    p = cmd(msub, "alias", "point an alias at a version, or remove it (--delete)",
+            "Point ALIAS of the artifact at the version REF names, unconditionally (see "
+            "'mlops model promote' for gated moves). With --delete, remove ALIAS of artifact NAME. "
+            "'latest' is maintained automatically. Every move is in 'mlops log'.",
+            ["mlops model alias clf:v4 staging", "mlops model alias clf staging --delete"], cmd_alias)
+    p.add_argument("ref", metavar="REF", help="version reference (with --delete: the artifact NAME)")
+    p.add_argument("alias", help="alias name (starts with a letter)")
+    p.add_argument("--delete", action="store_true", help="remove the alias instead of setting it")
+    common(p)
+
+    p = cmd(msub, "promote", "move an alias to a version if it passes a metric gate",
+            "Move ALIAS to the version REF names if it passes --gate against the version holding "
+            "ALIAS now: 'val_loss<=' moves it only if the new val_loss is <= the holder's (<, >=, > "
+            "likewise). A version's metric is the one given at registration, else the last value "
+            "its run logged. The check and the move are one compare-and-set commit. Exit 1 if the "
+            "gate rejects the version; --force moves it anyway and the log says FORCED.",
+            ["mlops model promote clf:v4 production --gate 'val_loss<='",
+             "mlops model promote clf:v4 production --gate 'accuracy>' --force"], cmd_promote)
+    p.add_argument("ref", help="version reference")
+    p.add_argument("alias", help="alias to move (e.g. production)")
+    p.add_argument("--gate", default=None, metavar="METRIC<OP>",
+                   help="METRIC<=, METRIC<, METRIC>= or METRIC>: new version vs holder (quote it)")
+    p.add_argument("--force", action="store_true", help="move even if the gate rejects (logged as FORCED)")
+    common(p)
+
+    p = cmd(msub, "compare", "params, metrics, ids, runs and inputs of two versions side by side",
+            "Print the params, metrics, content ids, runs and inputs of versions A and B side by "
+            "side; '*' marks what differs.",
+            ["mlops model compare clf@production clf:v5", "mlops model compare clf:v3 clf:v4 --json"],
+            cmd_compare)
+    p.add_argument("a", help="first version reference")
+    p.add_argument("b", help="second version reference")
+    common(p)
+
+    p = cmd(msub, "pull", "write a version's files under DEST and print the path",
+            "Write the files of the version REF names under DEST (created if missing), checking "
+            "every chunk against its id, and print the path written: the file for a one-file "
+            "artifact, else DEST.", ["mlops model pull clf@production /scratch/serve",
+                                     "torchrun serve.py --weights $(mlops model pull clf@production .)"],
+            cmd_pull)
+    p.add_argument("ref", help="version reference")
+    p.add_argument("dest", help="destination directory")
+    common(p)
+
+    p = cmd(msub, "lineage", "what a version came from and what came from it",
+            "Print the lineage graph around REF as two indented trees: upward (the runs, dataset "
+            "and registry versions it came from) and downward (what was made from it). REF is a "
+            "registry version, run:<id> or data:NAME:vN.",
+            ["mlops model lineage clf@production", "mlops model lineage data:imagenet:v3 --depth 2",
+             "mlops model lineage run:3fa2c81e --json"], cmd_lineage)
+    p.add_argument("ref", help="registry version, run:<id> or data:NAME:vN")
+    p.add_argument("--depth", type=int, default=None, help="follow at most N edges each way (default all)")
+    common(p)
+
+    runs = sub.add_parser("runs", help="training runs: list, show",
+                          description="Training runs recorded in the registry (Registry.start_run): "
+                          "params, metric series, tags, git commit, host, world size, Slurm job, "
+                          "inputs and outputs.")
+    rsub = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND", parser_class=parser_class)
+    runs.set_defaults(func=lambda a: (runs.print_help(), 2)[1])
+
+    p = cmd(rsub, "list", "runs, oldest first",
+            "List runs, oldest first, with status, start and end, user@host, world size and "
+            "Slurm job id.", ["mlops runs list", "mlops runs list --name train --status FAILED"],
+            cmd_runs_list)
+    p.add_argument("--name", default=None, help="only runs of this name")
+    p.add_argument("--status", default=None, type=str.upper,
+                   choices=["RUNNING", "FINISHED", "FAILED", "KILLED"], help="only runs with this status")
+    common(p)
+
+    p = cmd(rsub, "show", "a run's params, metric summary, tags, git, host, inputs and outputs",
+            "Show a run: params, metric summary (last, min, max, count), tags, git commit and "
+            "whether the tree was dirty, user@host, world size, Slurm job id, inputs and outputs. "
+            "With --metric KEY, print that metric's series (step, value) instead.",
+            ["mlops runs show 3fa2c81e", "mlops runs show 3fa2c81e --metric val_loss --json"],
+            cmd_runs_show)
+    p.add_argument("run_id", help="run id or a unique prefix of 4+ characters")
+    p.add_argument("--metric", default=None, metavar="KEY", help="print this metric's series")
+    common(p)
+
+    p = sub.add_parser("log", help="the registry's audit trail, newest first",
+                       description="The registry's audit trail, newest first: every commit with "
+                       "its number, time, user@host, Slurm job and what it did (registrations, "
+                       "alias moves with their gate and FORCED when forced, runs, deletions).",
+                       formatter_class=raw,
+                       epilog="examples:\n  mlops log clf --limit 20\n  mlops log --json")
+    p.add_argument("name", nargs="?", default=None, help="only commits about this artifact")
+    p.add_argument("--limit", type=int, default=None, help="at most N commits")
+    common(p)
+    p.set_defaults(func=cmd_log)
