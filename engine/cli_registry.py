@@ -192,23 +192,14 @@ def cmd_alias(args) -> int:
             if not _out(args, res):
                 print(f"removed alias {name}@{args.alias} (was v{old})")
             return 0
-        mv = reg.get(args.ref)
-        prev = _holder(reg, mv.name, args.alias)
-        mv = reg.set_alias(mv, args.alias)
+        mv = reg.set_alias(reg.get(args.ref), args.alias)
+        act = reg.last_commit["actions"][0] if reg.last_commit else None
+        prev = act["previous"] if act else mv.version  # as the commit recorded it
         res = {"name": mv.name, "alias": args.alias, "version": mv.version, "previous": prev,
                "ref": mv.ref}
         if not _out(args, res):
             print(f"{mv.name}@{args.alias} -> v{mv.version} (was {f'v{prev}' if prev else 'unset'})")
     return 0
-
-
-def _holder(reg, name: str, alias: str) -> int | None:
-    from .registry import UnknownReference
-
-    try:
-        return reg.get(f"{name}@{alias}", refresh=False).version
-    except UnknownReference:
-        return None
 
 
 def cmd_promote(args) -> int:
@@ -218,22 +209,22 @@ def cmd_promote(args) -> int:
     gate = parse_gate(args.gate) if args.gate is not None else None
     with _open(args) as reg:
         mv = reg.get(args.ref)
-        prev = _holder(reg, mv.name, args.alias)
         try:
             mv = reg.promote(mv, args.alias, gate=args.gate, force=args.force)
         except GateRejected as exc:
             raise GateRejected(f"{exc}; pass --force to move it anyway") from None
         except GateError as exc:  # the API's advice, in CLI words
             raise GateError(str(exc).replace("pass force=True", "pass --force")) from None
-        holder = reg.get(f"{mv.name}:v{prev}", refresh=False) if prev else None
+        # Report what the commit recorded (the compare-and-set state), not a separate read.
+        act = reg.last_commit["actions"][0] if reg.last_commit else None
+        prev = act["previous"] if act else mv.version
         res = {"ref": mv.ref, "name": mv.name, "alias": args.alias, "version": mv.version,
-               "previous": prev, "moved": prev != mv.version, "forced": args.force and prev != mv.version,
-               "gate": None}
-        if gate is not None and res["moved"]:
-            new = reg.metric_of(mv, gate[0])
-            old = reg.metric_of(holder, gate[0]) if holder else None
-            res["gate"] = {"metric": gate[0], "op": gate[1], "new": new, "held": old,
-                           "passed": old is None or _passes(new, gate[1], old)}
+               "previous": prev, "moved": act is not None,
+               "forced": bool(act and act.get("forced")), "gate": None}
+        if gate is not None and act is not None:
+            g = dict(act["gate"])
+            g["passed"] = g["held"] is None or _passes(g["new"], g["op"], g["held"])
+            res["gate"] = g
         if _out(args, res):
             return 0
         if not res["moved"]:

@@ -494,3 +494,34 @@ def test_monitor_cli_registers_and_uses_registry_profiles(tmp_path, capsys):
     assert main(["monitor", "drift", "feat-profile", str(tmp_path / "same.parquet"),
                  "--store", store]) == 0
     assert main(["monitor", "profile", "feat:v1", "--store", store]) == 2  # neither -o nor --register
+
+
+def test_force_is_logged_only_when_it_overrides(reg):
+    reg.register("m", b"1", metrics={"l": 0.5})
+    reg.register("m", b"2", metrics={"l": 0.4})
+    reg.register("m", b"3", metrics={"l": 0.9})
+    reg.set_alias("m:v1", "prod")
+    reg.promote("m:v2", "prod", gate="l<=", force=True)  # passes on its own
+    assert "FORCED" not in reg.history(limit=1)[0]["summary"]
+    reg.promote("m:v3", "prod", gate="l<=", force=True)  # fails: overridden
+    assert reg.history(limit=1)[0]["summary"].endswith("(FORCED)")
+
+
+def test_state_dict_and_profile_files_registered_by_path(reg, tmp_path):
+    import pyarrow as pa
+
+    from engine.monitor import profile
+    from engine.registry import tensors
+
+    sd = {"w": np.arange(4, dtype=np.float64)}
+    (tmp_path / "m.safetensors").write_bytes(tensors.dumps(sd))
+    reg.register("m", str(tmp_path / "m.safetensors"))
+    assert np.array_equal(reg.load_state_dict("m", framework="np")["w"], sd["w"])
+    profile(pa.table({"x": [1.0, 2.0]})).save(str(tmp_path / "p.profile"))
+    reg.register("p", str(tmp_path / "p.profile"), kind="profile")
+    assert reg.load_profile("p")["x"].count == 2
+    reg.register("raw", b"not a state dict")
+    from engine.registry import RegistryError
+
+    with pytest.raises(RegistryError, match="not a state dict"):
+        reg.load_state_dict("raw")

@@ -116,6 +116,9 @@ class Registry:
             self.store, self._own = Store(store, create=create), True
         self.log = CommitLog(self.store.fs)
         self.index = Index(self.store, index_path)
+        #: The last commit this object made (a dict with ``seq`` and ``actions``), or None
+        #: when its last write found nothing to do (promoting the current holder).
+        self.last_commit: dict | None = None
 
     def __repr__(self) -> str:
         return f"Registry({self.store.root!r})"
@@ -148,9 +151,11 @@ class Registry:
                 head = self.index.refresh()
                 actions = build()
                 if not actions:
+                    self.last_commit = None
                     return None
                 body = self.log.create(head + 1, actions)
                 if body is not None:
+                    self.last_commit = body
                     self.index.apply([(head + 1, body)])
                     every = config.REGISTRY_CHECKPOINT_EVERY
                     if every and (head + 1) % every == 0:
@@ -355,10 +360,16 @@ class Registry:
         from . import tensors
 
         mv = self.get(ref)
-        if mv.format not in ("safetensors", "torch"):
-            raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a state dict")
+        fmt = mv.format
+        if fmt == "files" and mv.content.get("file", "").endswith(".safetensors"):
+            fmt = "safetensors"  # a .safetensors file registered by path
+        elif fmt == "files" and mv.content.get("file", "").endswith((".pt", ".pth")):
+            fmt = "torch"
+        if fmt not in ("safetensors", "torch"):
+            raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a state dict "
+                                "(a state dict, or one .safetensors/.pt/.pth file)")
         data = _single_file(self.store, self._manifest(mv), mv.ref)[1]
-        if mv.format == "torch":
+        if fmt == "torch":
             return tensors.torch_loads(data)
         return tensors.loads(data, framework, mv.ref)
 
@@ -367,7 +378,7 @@ class Registry:
         from ..monitor import Profile
 
         mv = self.get(ref)
-        if mv.format != "profile":
+        if mv.format != "profile" and not (mv.kind == "profile" and mv.content.get("file")):
             raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a profile")
         return Profile.from_bytes(_single_file(self.store, self._manifest(mv), mv.ref)[1])
 
@@ -394,7 +405,8 @@ class Registry:
         <= the holder's (``<``, ``>=``, ``>`` likewise). A version's metric is the one
         given at registration, else the last value its run logged. The check and the
         move are one compare-and-set commit: a concurrent move makes it re-check
-        against the new holder. ``force=True`` moves regardless, and the log says so.
+        against the new holder. ``force=True`` moves regardless; when that overrides a
+        failed (or unevaluable) gate, the commit records ``forced`` and the log says so.
         Raises :class:`GateRejected` if the gate fails.
         """
         return self._move(ref, alias, gate, force, "promote")
@@ -420,15 +432,17 @@ class Registry:
                                     f"(it has: {', '.join(sorted(self._metrics(mv))) or 'none'})")
                 holder = self.get(f"{mv.name}:v{held}", refresh=False) if held else None
                 old = self.metric_of(holder, key) if holder else None
-                if holder is not None and old is None and not force:
-                    raise GateError(f"gate {key}{op}: the holder of {alias!r}, {holder.ref}, has no "
-                                    f"metric {key!r}; pass force=True to move anyway")
                 act["gate"] = {"metric": key, "op": op, "new": new, "held": old}
-                if old is not None and not gate_passes(new, op, old) and not force:
-                    raise GateRejected(f"{mv.ref} not promoted to {alias!r}: {key} {new} is not "
-                                       f"{op} {old} of the holder {holder.ref}")
-            if force:
-                act["forced"] = True
+                if holder is not None and old is None:
+                    if not force:
+                        raise GateError(f"gate {key}{op}: the holder of {alias!r}, {holder.ref}, "
+                                        f"has no metric {key!r}; pass force=True to move anyway")
+                    act["forced"] = True  # the gate could not be evaluated: an override
+                elif old is not None and not gate_passes(new, op, old):
+                    if not force:
+                        raise GateRejected(f"{mv.ref} not promoted to {alias!r}: {key} {new} is "
+                                           f"not {op} {old} of the holder {holder.ref}")
+                    act["forced"] = True  # the gate failed and was overridden
             return [act]
 
         self._commit(build)
