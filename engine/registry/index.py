@@ -18,7 +18,7 @@ import threading
 import warnings
 
 from .. import config
-from .log import CommitLog
+from .log import CommitLog, checkpoint_key, decode
 
 INDEX_VERSION = 1  # bump when the schema or the apply rules change: the cache is rebuilt
 
@@ -55,10 +55,52 @@ def node(name: str, version: int) -> str:
     return f"{name}:v{version}"
 
 
+_dumps = json.JSONEncoder(sort_keys=True).encode  # json.dumps(obj, sort_keys=True), less overhead
+_dumps_body = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # as log.encode
+
+
+def _js(d) -> str:
+    """A dict column as the index stores it (sorted keys); ``{}`` for None or empty."""
+    return _dumps(d) if d else "{}"
+
+
 def _merge_json(old: str | None, new: dict | None) -> str:
     d = json.loads(old) if old else {}
     d.update(new or {})
-    return json.dumps(d, sort_keys=True)
+    return _dumps(d)
+
+
+class _Writes:
+    """The statements of one ``apply``, run with ``executemany`` per table.
+
+    Each statement writes one table, and statements on different tables commute, so
+    a table's statements are queued while they repeat the same SQL; the queue runs
+    (in order) when a different statement on that table comes, before the table is
+    read, and at the end. The result is that of executing every statement in order.
+    """
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self.queues: dict[str, tuple[str, list]] = {}
+
+    def add(self, table: str, sql: str, args: tuple) -> None:
+        q = self.queues.get(table)
+        if q is not None and q[0] == sql:
+            q[1].append(args)
+            return
+        if q is not None:
+            self.flush(table)
+        self.queues[table] = (sql, [args])
+
+    def flush(self, table: str | None = None) -> None:
+        for t in [table] if table is not None else list(self.queues):
+            q = self.queues.pop(t, None)
+            if q is not None:
+                self.db.executemany(q[0], q[1])
+
+    def one(self, table: str, sql: str, args: tuple):
+        self.flush(table)
+        return self.db.execute(sql, args).fetchone()
 
 
 def summarize(action: dict) -> str:
@@ -107,6 +149,7 @@ class Index:
         self.path = path if path is not None else index_path(store)
         self.lock = threading.RLock()  # one connection, shared by the threads of a process
         self.db = self._open(self.path)
+        self._w: _Writes | None = None  # the batched writes of the apply in progress
 
     def _open(self, path: str) -> sqlite3.Connection:
         if path != ":memory:":
@@ -128,6 +171,7 @@ class Index:
         if path != ":memory:":
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA cache_size=-65536")  # KiB: a cold rebuild inserts into 6 B-trees at once
         row = None
         try:
             row = db.execute("SELECT value FROM meta WHERE key='index_version'").fetchone()
@@ -164,7 +208,7 @@ class Index:
 
     def _refresh(self) -> int:
         last = self.last_seq
-        pending: list[tuple[int, dict]] = []
+        pending: list[tuple] = []
         cps = self.log.checkpoints()
         if cps and cps[-1] > last + 64:
             pending = self._from_checkpoints(cps, last)
@@ -179,8 +223,9 @@ class Index:
             self.apply(pending)
         return seq - 1
 
-    def _from_checkpoints(self, cps: list[int], last: int) -> list[tuple[int, dict]]:
-        out: list[tuple[int, dict]] = []
+    def _from_checkpoints(self, cps: list[int], last: int) -> list[tuple[int, dict, str]]:
+        """``(seq, commit, commit JSON)`` of the checkpointed commits after ``last``."""
+        out: list[tuple[int, dict, str]] = []
         upto = last
         for cp_last in cps:
             if cp_last <= upto:
@@ -188,41 +233,46 @@ class Index:
             first, rows = self.log.read_checkpoint(cp_last)
             if first > upto + 1:
                 break  # a gap: the commit files fill it
-            out.extend((s, json.loads(c)) for s, c in rows if s > upto)
+            where = f"registry checkpoint {self.log.fs.path(checkpoint_key(cp_last))}, commit"
+            out.extend((s, decode(c, s, f"{where} {s}"), c) for s, c in rows if s > upto)
             upto = cp_last
         return out
 
-    def apply(self, commits: list[tuple[int, dict]]) -> None:
+    def apply(self, commits: list[tuple]) -> None:
+        """Apply ``(seq, commit)`` pairs (or ``(seq, commit, commit JSON)``) in order."""
         with self.lock:
             self._apply(commits)
 
-    def _apply(self, commits: list[tuple[int, dict]]) -> None:
+    def _apply(self, commits: list[tuple]) -> None:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             last = self.last_seq  # another process on this host may have applied some
-            for seq, body in commits:
+            self._w = _Writes(db)
+            for c in commits:
+                seq = c[0]
                 if seq <= last:
                     continue
                 if seq != last + 1:
                     raise AssertionError(f"registry index: commit {seq} applied after {last}")
-                self._apply_one(seq, body)
+                self._apply_one(seq, c[1], c[2] if len(c) > 2 else None)
                 last = seq
+            self._w.flush()
             db.execute("UPDATE meta SET value=? WHERE key='last_seq'", (str(last),))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            self._w = None
 
-    def _apply_one(self, seq: int, body: dict) -> None:
-        db = self.db
+    def _apply_one(self, seq: int, body: dict, text: str | None = None) -> None:
         acts = body["actions"]
         names = sorted({n for a in acts for n in _names(a)})
-        db.execute("INSERT INTO commits VALUES(?,?,?,?,?,?,?,?)",
-                   (seq, body.get("time"), body.get("user"), body.get("host"),
-                    body.get("slurm_job_id"), "; ".join(summarize(a) for a in acts),
-                    "," + ",".join(names) + ",", json.dumps(body, sort_keys=True,
-                                                            separators=(",", ":"))))
+        self._w.add("commits", "INSERT INTO commits VALUES(?,?,?,?,?,?,?,?)",
+                    (seq, body.get("time"), body.get("user"), body.get("host"),
+                     body.get("slurm_job_id"), "; ".join(summarize(a) for a in acts),
+                     "," + ",".join(names) + ",", text if text is not None else _dumps_body(body)))
         for a in acts:
             getattr(self, "_op_" + a["op"], self._op_unknown)(seq, body, a)
 
@@ -230,72 +280,70 @@ class Index:
         pass  # a newer minor action this version does not know: it is in the audit trail only
 
     def _op_register(self, seq, body, a) -> None:
-        db = self.db
-        db.execute("INSERT OR IGNORE INTO artifacts VALUES(?,?,?)", (a["name"], a["kind"], seq))
-        db.execute("INSERT OR REPLACE INTO versions VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)",
-                   (a["name"], a["version"], a["kind"], a["id"], a.get("format"), a.get("size"),
-                    a.get("files"), body.get("time"), body.get("user"), body.get("host"), seq,
-                    a.get("run_id"), json.dumps(a.get("metrics") or {}, sort_keys=True),
-                    json.dumps(a.get("params") or {}, sort_keys=True),
-                    json.dumps(a.get("tags") or {}, sort_keys=True), a.get("message"),
-                    json.dumps(a.get("content"), sort_keys=True)))
+        w = self._w
+        w.add("artifacts", "INSERT OR IGNORE INTO artifacts VALUES(?,?,?)", (a["name"], a["kind"], seq))
+        w.add("versions", "INSERT OR REPLACE INTO versions VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)",
+              (a["name"], a["version"], a["kind"], a["id"], a.get("format"), a.get("size"),
+               a.get("files"), body.get("time"), body.get("user"), body.get("host"), seq,
+               a.get("run_id"), _js(a.get("metrics")), _js(a.get("params")), _js(a.get("tags")),
+               a.get("message"), _dumps(a.get("content"))))
         me = node(a["name"], a["version"])
         if a.get("run_id"):
-            db.execute("INSERT OR IGNORE INTO edges VALUES(?,?)", ("run:" + a["run_id"], me))
+            w.add("edges", "INSERT OR IGNORE INTO edges VALUES(?,?)", ("run:" + a["run_id"], me))
         for src in a.get("inputs") or []:
-            db.execute("INSERT OR IGNORE INTO edges VALUES(?,?)", (src, me))
+            w.add("edges", "INSERT OR IGNORE INTO edges VALUES(?,?)", (src, me))
 
     def _op_alias(self, seq, body, a) -> None:
         if a.get("version"):
-            self.db.execute("INSERT OR REPLACE INTO aliases VALUES(?,?,?,?)",
-                            (a["name"], a["alias"], a["version"], seq))
+            self._w.add("aliases", "INSERT OR REPLACE INTO aliases VALUES(?,?,?,?)",
+                        (a["name"], a["alias"], a["version"], seq))
         else:
-            self.db.execute("DELETE FROM aliases WHERE name=? AND alias=?", (a["name"], a["alias"]))
+            self._w.add("aliases", "DELETE FROM aliases WHERE name=? AND alias=?",
+                        (a["name"], a["alias"]))
 
     def _op_delete_version(self, seq, body, a) -> None:
-        self.db.execute("UPDATE versions SET deleted=1 WHERE name=? AND version=?",
-                        (a["name"], a["version"]))
-        self.db.execute("DELETE FROM aliases WHERE name=? AND version=?", (a["name"], a["version"]))
+        self._w.add("versions", "UPDATE versions SET deleted=1 WHERE name=? AND version=?",
+                    (a["name"], a["version"]))
+        self._w.add("aliases", "DELETE FROM aliases WHERE name=? AND version=?",
+                    (a["name"], a["version"]))
 
     def _op_run_start(self, seq, body, a) -> None:
-        self.db.execute(
-            "INSERT OR IGNORE INTO runs VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        self._w.add(
+            "runs", "INSERT OR IGNORE INTO runs VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (a["run_id"], a["name"], "RUNNING", a.get("start") or body.get("time"), None,
-             json.dumps(a.get("params") or {}, sort_keys=True),
-             json.dumps(a.get("tags") or {}, sort_keys=True), "{}", a.get("git_commit"),
+             _js(a.get("params")), _js(a.get("tags")), "{}", a.get("git_commit"),
              None if a.get("git_dirty") is None else int(bool(a["git_dirty"])),
              body.get("host"), body.get("user"), a.get("world_size"), body.get("slurm_job_id"),
-             seq, json.dumps(a.get("info") or {}, sort_keys=True)))
+             seq, _js(a.get("info"))))
         for src in a.get("inputs") or []:
-            self.db.execute("INSERT OR IGNORE INTO edges VALUES(?,?)", (src, "run:" + a["run_id"]))
+            self._w.add("edges", "INSERT OR IGNORE INTO edges VALUES(?,?)", (src, "run:" + a["run_id"]))
 
     def _op_run_input(self, seq, body, a) -> None:
-        self.db.execute("INSERT OR IGNORE INTO edges VALUES(?,?)", (a["node"], "run:" + a["run_id"]))
+        self._w.add("edges", "INSERT OR IGNORE INTO edges VALUES(?,?)", (a["node"], "run:" + a["run_id"]))
 
     def _op_run_end(self, seq, body, a) -> None:
-        row = self.db.execute("SELECT params, tags, metrics FROM runs WHERE run_id=?",
-                              (a["run_id"],)).fetchone()
+        row = self._w.one("runs", "SELECT params, tags, metrics FROM runs WHERE run_id=?", (a["run_id"],))
         if row is None:
             return
-        self.db.execute("UPDATE runs SET status=?, end=?, params=?, tags=?, metrics=? WHERE run_id=?",
-                        (a["status"], a.get("end") or body.get("time"),
-                         _merge_json(row[0], a.get("params")), _merge_json(row[1], a.get("tags")),
-                         _merge_json(row[2], a.get("metrics")), a["run_id"]))
+        self._w.add("runs", "UPDATE runs SET status=?, end=?, params=?, tags=?, metrics=? WHERE run_id=?",
+                    (a["status"], a.get("end") or body.get("time"),
+                     _merge_json(row[0], a.get("params")), _merge_json(row[1], a.get("tags")),
+                     _merge_json(row[2], a.get("metrics")), a["run_id"]))
 
     def _op_tag(self, seq, body, a) -> None:
         target = a["target"]
         if target.startswith("run:"):
-            row = self.db.execute("SELECT tags FROM runs WHERE run_id=?", (target[4:],)).fetchone()
+            row = self._w.one("runs", "SELECT tags FROM runs WHERE run_id=?", (target[4:],))
             if row is not None:
-                self.db.execute("UPDATE runs SET tags=? WHERE run_id=?",
-                                (_merge_json(row[0], a["tags"]), target[4:]))
+                self._w.add("runs", "UPDATE runs SET tags=? WHERE run_id=?",
+                            (_merge_json(row[0], a["tags"]), target[4:]))
             return
         name, _, v = target.rpartition(":v")
-        row = self.db.execute("SELECT tags FROM versions WHERE name=? AND version=?",
-                              (name, int(v))).fetchone()
+        row = self._w.one("versions", "SELECT tags FROM versions WHERE name=? AND version=?",
+                          (name, int(v)))
         if row is not None:
-            self.db.execute("UPDATE versions SET tags=? WHERE name=? AND version=?",
-                            (_merge_json(row[0], a["tags"]), name, int(v)))
+            self._w.add("versions", "UPDATE versions SET tags=? WHERE name=? AND version=?",
+                        (_merge_json(row[0], a["tags"]), name, int(v)))
 
     # ------------------------------------------------------------------ queries
     def query(self, sql: str, args=()) -> list[tuple]:
