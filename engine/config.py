@@ -40,3 +40,6 @@ def cache_dir() -> str:
 
 #: Registry: a checkpoint (one Arrow file compacting the log) every this many commits.
 REGISTRY_CHECKPOINT_EVERY = 1000
+#: Registry: a snapshot of the whole query index every this many commits, so that a host
+#: without an index starts from it instead of replaying the log (0 disables).
+REGISTRY_STATE_EVERY = 10_000

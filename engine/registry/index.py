@@ -18,8 +18,10 @@ import threading
 import warnings
 
 from .. import config
+from .errors import RegistryCorruption
 from .log import CommitLog, checkpoint_key, decode
 
+STATE_MIN_GAP = 256  # load a state snapshot only when it saves replaying more commits than this
 INDEX_VERSION = 1  # bump when the schema or the apply rules change: the cache is rebuilt
 
 SCHEMA = """
@@ -208,6 +210,10 @@ class Index:
 
     def _refresh(self) -> int:
         last = self.last_seq
+        states = self.log.states()
+        if states and states[-1] > last + STATE_MIN_GAP:
+            self._load_state(states[-1])
+            last = self.last_seq
         pending: list[tuple] = []
         cps = self.log.checkpoints()
         if cps and cps[-1] > last + 64:
@@ -222,6 +228,48 @@ class Index:
         if pending:
             self.apply(pending)
         return seq - 1
+
+    def _load_state(self, seq: int) -> bool:
+        """Replace the index by the snapshot at commit ``seq``; False (with a warning) if the
+        snapshot is unusable, in which case the checkpoints and the log are replayed."""
+        try:
+            meta, raw = self.log.read_state(seq)
+        except (RegistryCorruption, OSError) as exc:
+            warnings.warn(f"ignoring registry state snapshot {seq}: {exc}", stacklevel=4)
+            return False
+        if meta.get("index_version") != INDEX_VERSION:
+            return False  # written by another version of the index: replay instead
+        mem = sqlite3.connect(":memory:")
+        try:
+            mem.deserialize(raw)
+            got = mem.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+            if got is None or int(got[0]) != seq:
+                raise sqlite3.DatabaseError(f"it holds commit {got}, not {seq}")
+            mem.backup(self.db)
+        except sqlite3.DatabaseError as exc:
+            warnings.warn(f"ignoring registry state snapshot {seq}: {exc}", stacklevel=4)
+            return False
+        finally:
+            mem.close()
+        if self.path != ":memory:":
+            self.db.execute("PRAGMA journal_mode=WAL")
+        return True
+
+    def snapshot(self, seq: int, bodies_upto: int) -> bytes:
+        """The index at commit ``seq`` as SQLite database bytes, without the commit bodies
+        up to ``bodies_upto`` (those are in a log checkpoint already)."""
+        mem = sqlite3.connect(":memory:")
+        try:
+            with self.lock:
+                if self.last_seq != seq:
+                    raise RuntimeError(f"index is at {self.last_seq}, not {seq}")
+                self.db.backup(mem)
+            mem.execute("UPDATE commits SET body=NULL WHERE seq <= ?", (bodies_upto,))
+            mem.commit()
+            mem.execute("VACUUM")
+            return mem.serialize()
+        finally:
+            mem.close()
 
     def _from_checkpoints(self, cps: list[int], last: int) -> list[tuple[int, dict, str]]:
         """``(seq, commit, commit JSON)`` of the checkpointed commits after ``last``."""

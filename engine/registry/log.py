@@ -13,14 +13,19 @@ promotion gates compare-and-set. Commit files are never deleted: a deleted
 number could be taken again by a writer that read an older head.
 
 Checkpoints compact ranges of the log into one Arrow file each (``seq``, the
-commit JSON), so a cold start reads a few files instead of every commit.
+commit JSON), so a cold start reads a few files instead of every commit. State
+snapshots (``<seq>.state``, every ``REGISTRY_STATE_EVERY`` commits) hold the whole
+query index at commit ``seq``, so a host without an index starts from the newest
+snapshot and replays only the commits after it.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 import time
 
+import blake3
 import pyarrow as pa
 
 from ..store.store import now_iso, who
@@ -30,6 +35,7 @@ FORMAT_VERSION = 1
 LOG_DIR = "registry/log"
 CHECKPOINT_DIR = "registry/checkpoints"
 SHARD = 10_000
+STATE_MAGIC = b"MLOPS-REGISTRY-STATE\n"
 CHECKPOINT_SCHEMA = pa.schema([("seq", pa.int64()), ("commit", pa.string())])
 
 
@@ -39,6 +45,10 @@ def commit_key(seq: int) -> str:
 
 def checkpoint_key(last: int) -> str:
     return f"{CHECKPOINT_DIR}/{last:020d}.arrow"
+
+
+def state_key(seq: int) -> str:
+    return f"{CHECKPOINT_DIR}/{seq:020d}.state"
 
 
 def check_format(obj: dict, where: str) -> dict:
@@ -55,7 +65,12 @@ def check_format(obj: dict, where: str) -> dict:
 def encode(seq: int, actions: list[dict]) -> bytes:
     body = {"format_version": FORMAT_VERSION, "seq": seq, "time": now_iso(), "actions": actions}
     body.update(who())
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return encode_body(body).encode()
+
+
+def encode_body(body: dict) -> str:
+    """The canonical JSON text of a commit (as its file holds it)."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
 def decode(data: bytes, seq: int, where: str) -> dict:
@@ -148,3 +163,47 @@ class CommitLog:
             w.write_table(t)
         self.fs.makedirs(CHECKPOINT_DIR)
         return self.fs.create_exclusive(checkpoint_key(last), sink.getvalue().to_pybytes())
+
+    # ------------------------------------------------------------------ state snapshots
+    def states(self) -> list[int]:
+        """Commit numbers of the published index snapshots, ascending."""
+        out = []
+        for f in self.fs.list(CHECKPOINT_DIR):
+            if f.endswith(".state") and f[:-6].isdigit() and len(f) == 26:
+                out.append(int(f[:-6]))
+        return sorted(out)
+
+    def write_state(self, seq: int, meta: dict, raw: bytes) -> bool:
+        """Publish an index snapshot at commit ``seq`` (put-if-absent).
+
+        Layout: ``STATE_MAGIC``, a u32 LE length, that many bytes of JSON metadata
+        (``format_version``, ``seq``, ``index_version``, ``raw_size``, ``blake3`` of the
+        compressed payload), then the zstd-compressed SQLite database.
+        """
+        payload = pa.compress(raw, codec="zstd", asbytes=True)
+        head = dict(meta, format_version=FORMAT_VERSION, seq=seq, raw_size=len(raw),
+                    codec="zstd", blake3=blake3.blake3(payload).hexdigest())
+        h = json.dumps(head, sort_keys=True).encode()
+        self.fs.makedirs(CHECKPOINT_DIR)
+        return self.fs.create_exclusive(state_key(seq),
+                                        STATE_MAGIC + struct.pack("<I", len(h)) + h + payload)
+
+    def read_state(self, seq: int) -> tuple[dict, bytes]:
+        """``(metadata, SQLite database bytes)`` of the snapshot at ``seq``, verified."""
+        key = state_key(seq)
+        where = f"registry state snapshot {self.fs.path(key)}"
+        data = self.fs.read_bytes(key)
+        n = len(STATE_MAGIC)
+        if data[:n] != STATE_MAGIC or len(data) < n + 4:
+            raise RegistryCorruption(f"{where} does not start with the state magic")
+        (hl,) = struct.unpack("<I", data[n:n + 4])
+        try:
+            meta = json.loads(data[n + 4:n + 4 + hl])
+        except ValueError as exc:
+            raise RegistryCorruption(f"{where} has unreadable metadata: {exc}") from None
+        check_format(meta, where)
+        payload = data[n + 4 + hl:]
+        if meta.get("seq") != seq or blake3.blake3(payload).hexdigest() != meta.get("blake3"):
+            raise RegistryCorruption(f"{where} fails its checksum")
+        raw = pa.decompress(payload, meta["raw_size"], codec="zstd", asbytes=True)
+        return meta, raw

@@ -6,6 +6,7 @@ import difflib
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 from .. import config
@@ -157,18 +158,45 @@ class Registry:
                 if body is not None:
                     self.last_commit = body
                     self.index.apply([(head + 1, body)])
-                    every = config.REGISTRY_CHECKPOINT_EVERY
-                    if every and (head + 1) % every == 0:
-                        self._checkpoint(head + 1)
+                    self._compact(head + 1)
                     return body
         raise RegistryError(f"could not commit to {self.store.root} after {max_tries} tries")
+
+    def _compact(self, seq: int) -> None:
+        """After commit ``seq``: a log checkpoint and an index snapshot when they are due.
+        Both are optimizations, so a failure warns and never fails the commit."""
+        try:
+            every = config.REGISTRY_CHECKPOINT_EVERY
+            if every and seq % every == 0:
+                self._checkpoint(seq)
+            every = config.REGISTRY_STATE_EVERY
+            if every and seq % every == 0:
+                self._write_state(seq)
+        except Exception as exc:  # noqa: BLE001 - the commit itself has landed
+            warnings.warn(f"registry checkpoint after commit {seq} skipped: {exc}", stacklevel=3)
 
     def _checkpoint(self, seq: int) -> None:
         prev = ([c for c in self.log.checkpoints() if c < seq] or [0])[-1]
         rows = self.index.query("SELECT seq, body FROM commits WHERE seq > ? AND seq <= ? "
                                 "ORDER BY seq", (prev, seq))
-        if rows and [r[0] for r in rows] == list(range(prev + 1, seq + 1)):
-            self.log.write_checkpoint(rows)
+        if not rows or [r[0] for r in rows] != list(range(prev + 1, seq + 1)):
+            return
+        if any(body is None for _, body in rows):  # a state snapshot dropped them: reread
+            from .log import encode_body
+
+            rows = [(s, body if body is not None else encode_body(self.log.read(s)))
+                    for s, body in rows]
+        self.log.write_checkpoint(rows)
+
+    def _write_state(self, seq: int) -> None:
+        """Snapshot the whole index at commit ``seq`` (bodies already checkpointed left out)."""
+        from .index import INDEX_VERSION
+
+        if seq in self.log.states():
+            return
+        covered = max([c for c in self.log.checkpoints() if c <= seq] or [0])
+        raw = self.index.snapshot(seq, covered)
+        self.log.write_state(seq, {"index_version": INDEX_VERSION, "bodies_from": covered + 1}, raw)
 
     # ------------------------------------------------------------------ resolving
     def _names_hint(self, name: str) -> str:
