@@ -3,9 +3,10 @@
 Ports of scipy's routines (``scipy.stats.cramervonmises_2samp``'s exact and
 limiting distributions, ``scipy.special.chdtrc`` through cephes ``igamc``);
 each function says which one it follows. They are compiled ``nogil`` and
-called once per column from the parallel kernels of ``drift_numba.py``. The
-Kolmogorov-Smirnov distributions are in ``ks_dist_numba.py``; the
-plain-Python twins of both in ``reference_distributions.py``.
+called once per column from the parallel kernels of ``drift_numba.py`` and
+``drift_counts_numba.py``. The Kolmogorov-Smirnov distributions are in
+``ks_dist_numba.py``; the plain-Python twins of both in
+``reference_distributions.py``.
 
 Also here: the small numeric helpers that those kernels and the KS
 distributions share (``_pairwise_sum``, NumPy's summation order; ``_gcd``;
@@ -14,8 +15,8 @@ distributions share (``_pairwise_sum``, NumPy's summation order; ``_gcd``;
 numba's on-disk cache (``cache=True``) is invalidated by changes to the file
 that defines a function, not to the files of the functions it calls: after
 editing this module, clear ``kernels/__pycache__/*.nbi`` and ``*.nbc`` (or
-touch ``drift_numba.py`` and ``ks_dist_numba.py``), or their kernels keep the
-old code.
+touch ``drift_numba.py``, ``drift_counts_numba.py`` and ``ks_dist_numba.py``),
+or their kernels keep the old code.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Two-sample drift statistics, Numba CPU backend: one ``prange`` iteration per column.
+"""Two-sample drift statistics on samples, Numba CPU backend: one ``prange`` iteration per column.
 
 Same contracts as the ``reference`` drift kernels (``reference.py``, section
 "Drift statistics"); ``engine.kernels.drift`` validates, packs and dispatches.
@@ -8,12 +8,12 @@ Samples arrive *packed*: the non-NaN values of column ``c`` are
 expensive step, so it is a kernel of its own (``sort_numba.py``, an LSD radix
 sort on the order-preserving bit patterns of the floats) and the test kernels
 here only walk already-sorted samples: a reference profile sorts once and is
-reused for every batch. Count-based kernels take per-column counts packed the
-same way.
+reused for every batch. The kernels on per-column counts (PSI, Jensen-Shannon,
+Hellinger, L-infinity, chi-square) are in ``drift_counts_numba.py``.
 
 The p-values come from ports of scipy's routines: ``ks_dist_numba.py``
 (``scipy.stats.ks_2samp``, ``kstwo``) and ``distributions_numba.py``
-(``cramervonmises_2samp``, the chi-square of ``chi2_contingency``).
+(``cramervonmises_2samp``).
 
 numba's on-disk cache (``cache=True``) is invalidated by changes to the file
 that defines a function, not to the files of the functions it calls: after
@@ -28,7 +28,7 @@ import math
 import numba
 import numpy as np
 
-from .distributions_numba import _chi2_sf, _cvm_from_u, _pairwise_sum
+from .distributions_numba import _cvm_from_u
 from .ks_dist_numba import _ks_2samp_pvalue
 
 _JIT = dict(nogil=True, cache=True)
@@ -63,9 +63,12 @@ def _merge_walk(x, y):
       a gap where the ECDFs agree adds nothing even if infinite.
     * ``u``: Anderson's (1962) U with mid-ranks, each tie group in closed form.
 
-    The merge itself is branch-free (selects, clamped loads) because the
-    interleaving of two random samples defeats branch prediction; it is the
-    loop-carried chain that bounds the speed.
+    The merge itself is branch-free (selects) because the interleaving of two
+    random samples defeats branch prediction; it is the loop-carried chain
+    (index, load, compare, index) that bounds the speed. So the main loop runs
+    while both samples have values left, with no clamping of the loads in that
+    chain, and a second loop (clamped loads) finishes the sample that is left.
+    Both fold the tie groups in the same order, with the same arithmetic.
     """
     n1 = x.shape[0]
     n2 = y.shape[0]
@@ -83,16 +86,19 @@ def _merge_walk(x, y):
     sy = 0.0
     xi = x[0]
     yj = y[0]
-    for _ in range(n1 + n2):
-        take = (i < n1) & ((j >= n2) | (xi <= yj))
-        v = xi if take else yj
-        i += 1 if take else 0
-        j += 0 if take else 1
-        xi = x[i if i < n1 else n1 - 1]
-        yj = y[j if j < n2 else n2 - 1]
-        nt = (i < n1) & ((j >= n2) | (xi <= yj))
-        nxt = xi if nt else yj
-        if (nxt != v) | ((i == n1) & (j == n2)):  # v's tie group ends here
+    take = xi <= yj
+    v = xi if take else yj  # the value just taken
+    while True:
+        ti = 1 if take else 0
+        i += ti
+        j += 1 - ti
+        if i == n1 or j == n2:
+            break
+        xi = x[i]
+        yj = y[j]
+        take = xi <= yj
+        nxt = xi if take else yj
+        if nxt != v:  # v's tie group ends here
             num = i * n2 - j * n1
             if num >= hi_num:
                 f = i / n1 - j / n2
@@ -114,6 +120,40 @@ def _merge_walk(x, y):
                 sy += _sq_run(b, 2 * i0 + a + b + 1)
             i0 = i
             j0 = j
+        v = nxt
+    # One sample is used up: the rest of the other, then the last group's end at (n1, n2).
+    for _ in range(n1 + n2 - i - j + 1):
+        xi = x[i if i < n1 else n1 - 1]
+        yj = y[j if j < n2 else n2 - 1]
+        nt = (i < n1) & ((j >= n2) | (xi <= yj))
+        nxt = xi if nt else yj
+        if (nxt != v) | ((i == n1) & (j == n2)):
+            num = i * n2 - j * n1
+            if num >= hi_num:
+                f = i / n1 - j / n2
+                hi = f if (num > hi_num or f > hi) else hi
+                hi_num = num
+            if num <= lo_num:
+                f = i / n1 - j / n2
+                lo = f if (num < lo_num or f < lo) else lo
+                lo_num = num
+            if num != 0:
+                w += abs(num) * inv * (nxt - v)
+            a = i - i0
+            b = j - j0
+            if a + b == 1:  # no tie: rank minus position is the other sample's count
+                sx += float(a * (4 * j0 * j0))
+                sy += float(b * (4 * i0 * i0))
+            else:
+                sx += _sq_run(a, 2 * j0 + a + b + 1)
+                sy += _sq_run(b, 2 * i0 + a + b + 1)
+            i0 = i
+            j0 = j
+        if (i == n1) & (j == n2):
+            break
+        i += 1 if nt else 0
+        j += 0 if nt else 1
+        v = nxt
     d = -lo if -lo > hi else hi
     return d, w, (n1 * sx + n2 * sy) / 4.0
 
@@ -142,7 +182,19 @@ def _std(x):
 
 
 @numba.njit(**_PJIT)
-def _numeric_drift(rv, ro, cv, co, want_ks, want_w, want_cvm):
+def std_columns(values, offsets):
+    """Population std (``_std``) of every packed sorted column; NaN where a column is empty."""
+    k = offsets.shape[0] - 1
+    out = np.full(k, np.nan)
+    for c in numba.prange(k):
+        if offsets[c + 1] > offsets[c]:
+            out[c] = _std(values[offsets[c]:offsets[c + 1]])
+    return out
+
+
+@numba.njit(**_PJIT)
+def _numeric_drift(rv, ro, cv, co, want_ks, want_w, want_cvm, sd_in):
+    """``sd_in``: the reference's std per column when already known, else an empty array."""
     k = ro.shape[0] - 1
     ks_stat = np.full(k, np.nan)
     ks_p = np.full(k, np.nan)
@@ -150,13 +202,14 @@ def _numeric_drift(rv, ro, cv, co, want_ks, want_w, want_cvm):
     sd = np.full(k, np.nan)
     cvm_stat = np.full(k, np.nan)
     cvm_p = np.full(k, np.nan)
+    known = sd_in.shape[0] == k
     for c in numba.prange(k):
         x = rv[ro[c]:ro[c + 1]]
         y = cv[co[c]:co[c + 1]]
         n1 = x.shape[0]
         n2 = y.shape[0]
         if want_w and n1 > 0:
-            sd[c] = _std(x)
+            sd[c] = sd_in[c] if known else _std(x)
         if n1 == 0 or n2 == 0:
             continue
         d, w, u = _merge_walk(x, y)
@@ -174,30 +227,35 @@ def _numeric_drift(rv, ro, cv, co, want_ks, want_w, want_cvm):
 # same for all three.
 
 
-def numeric_drift(rv, ro, cv, co):
+_NO_SD = np.zeros(0)
+
+
+def numeric_drift(rv, ro, cv, co, ref_std=None):
     """KS, Wasserstein-1 and Cramer-von Mises per column from one merge each.
 
     Returns ``(ks_stat, ks_p, w1, ref_std, cvm_stat, cvm_p)``; NaN where a
-    sample is empty (CvM: has fewer than 2 values).
+    sample is empty (CvM: has fewer than 2 values). ``ref_std``, the
+    reference's std per column from an earlier call, skips computing it again.
     """
-    return _numeric_drift(rv, ro, cv, co, True, True, True)
+    sd_in = _NO_SD if ref_std is None else np.ascontiguousarray(ref_std, dtype=np.float64)
+    return _numeric_drift(rv, ro, cv, co, True, True, True, sd_in)
 
 
 def ks_2samp(rv, ro, cv, co):
     """Two-sided two-sample KS per column of packed sorted samples -> ``(statistic, pvalue)``."""
-    out = _numeric_drift(rv, ro, cv, co, True, False, False)
+    out = _numeric_drift(rv, ro, cv, co, True, False, False, _NO_SD)
     return out[0], out[1]
 
 
 def wasserstein(rv, ro, cv, co):
     """W1 per column and the reference's population std -> ``(w1, ref_std)``."""
-    out = _numeric_drift(rv, ro, cv, co, False, True, False)
+    out = _numeric_drift(rv, ro, cv, co, False, True, False, _NO_SD)
     return out[2], out[3]
 
 
 def cvm_2samp(rv, ro, cv, co):
     """Two-sample Cramer-von Mises per column -> ``(statistic, pvalue)``; NaN below 2 values."""
-    out = _numeric_drift(rv, ro, cv, co, False, False, True)
+    out = _numeric_drift(rv, ro, cv, co, False, False, True, _NO_SD)
     return out[4], out[5]
 
 
@@ -245,6 +303,23 @@ def _bin_counts(x, edges, out):
     top = _search_right(x, edges[nb])
     out[nb] = top - prev
     out[nb + 1] = x.shape[0] - top
+
+
+@numba.njit(**_JIT)  # binary searches only: less work than waking the threads
+def bin_sorted(values, offsets, edges):
+    """Counts of each sorted column in the bins of its row of ``edges`` (k, B+1) -> (k, B+2).
+
+    The bins of :func:`quantile_bins`: underflow, ``[e_{b-1}, e_b)`` with the
+    last one closed, overflow. A row whose first edge is not finite (a
+    reference without finite values) gets zero counts.
+    """
+    k = offsets.shape[0] - 1
+    out = np.zeros((k, edges.shape[1] + 1), dtype=np.int64)
+    for c in range(k):
+        e = edges[c]
+        if np.isfinite(e[0]):
+            _bin_counts(values[offsets[c]:offsets[c + 1]], e, out[c])
+    return out
 
 
 @numba.njit(**_PJIT)
@@ -300,169 +375,3 @@ def quantile_bins(rv, ro, cv, co, q):
         for b in range(ne + 1):
             cc[c, b] = tmp[b]
     return edges, rc, cc
-
-
-# ---------------------------------------------------------------------------
-# Distances between count vectors (binned numeric or categorical)
-# ---------------------------------------------------------------------------
-
-
-@numba.njit(**_PJIT)
-def psi(rc, cc, offsets, eps):
-    """Population stability index: sum (p - q) ln(p / q), proportions clipped below at ``eps``."""
-    k = offsets.shape[0] - 1
-    out = np.full(k, np.nan)
-    for c in numba.prange(k):
-        lo = offsets[c]
-        n = offsets[c + 1] - lo
-        sp = _pairwise_sum(rc, lo, n)
-        sq = _pairwise_sum(cc, lo, n)
-        if not (sp > 0 and sq > 0):
-            continue
-        terms = np.empty(n)
-        for i in range(n):
-            p = max(rc[lo + i] / sp, eps)
-            q = max(cc[lo + i] / sq, eps)
-            terms[i] = (p - q) * math.log(p / q)
-        out[c] = _pairwise_sum(terms, 0, n)
-    return out
-
-
-@numba.njit(**_JIT)
-def _rel_entr(x, y):
-    if x > 0 and y > 0:
-        return x * math.log(x / y)
-    if x == 0 and y >= 0:
-        return 0.0
-    return np.inf
-
-
-@numba.njit(**_PJIT)
-def jensenshannon(rc, cc, offsets, base):
-    """scipy.spatial.distance.jensenshannon(ref_counts, cur_counts, base) per column."""
-    k = offsets.shape[0] - 1
-    out = np.full(k, np.nan)
-    logb = math.log(base)
-    for c in numba.prange(k):
-        lo = offsets[c]
-        n = offsets[c + 1] - lo
-        sp = _pairwise_sum(rc, lo, n)
-        sq = _pairwise_sum(cc, lo, n)
-        if not (sp > 0 and sq > 0):
-            continue
-        left = np.empty(n)
-        right = np.empty(n)
-        for i in range(n):
-            p = rc[lo + i] / sp
-            q = cc[lo + i] / sq
-            m = (p + q) / 2.0
-            left[i] = _rel_entr(p, m)
-            right[i] = _rel_entr(q, m)
-        js = _pairwise_sum(left, 0, n) + _pairwise_sum(right, 0, n)
-        js /= logb
-        out[c] = math.sqrt(js / 2.0)
-    return out
-
-
-@numba.njit(**_PJIT)
-def hellinger(rc, cc, offsets):
-    """Hellinger distance sqrt(sum (sqrt p - sqrt q)^2 / 2) of the proportions."""
-    k = offsets.shape[0] - 1
-    out = np.full(k, np.nan)
-    for c in numba.prange(k):
-        lo = offsets[c]
-        n = offsets[c + 1] - lo
-        sp = _pairwise_sum(rc, lo, n)
-        sq = _pairwise_sum(cc, lo, n)
-        if not (sp > 0 and sq > 0):
-            continue
-        terms = np.empty(n)
-        for i in range(n):
-            d = math.sqrt(rc[lo + i] / sp) - math.sqrt(cc[lo + i] / sq)
-            terms[i] = d * d
-        out[c] = math.sqrt(_pairwise_sum(terms, 0, n) / 2.0)
-    return out
-
-
-@numba.njit(**_PJIT)
-def linf(rc, cc, offsets):
-    """L-infinity distance max |p - q| of the proportions (TFDV's categorical drift)."""
-    k = offsets.shape[0] - 1
-    out = np.full(k, np.nan)
-    for c in numba.prange(k):
-        lo = offsets[c]
-        n = offsets[c + 1] - lo
-        sp = _pairwise_sum(rc, lo, n)
-        sq = _pairwise_sum(cc, lo, n)
-        if not (sp > 0 and sq > 0):
-            continue
-        best = 0.0
-        for i in range(n):
-            d = abs(rc[lo + i] / sp - cc[lo + i] / sq)
-            if d > best:
-                best = d
-        out[c] = best
-    return out
-
-
-# ---------------------------------------------------------------------------
-# Chi-square / G-test on the 2 x K table
-# ---------------------------------------------------------------------------
-
-
-@numba.njit(**_PJIT)
-def chi2_contingency(rc, cc, offsets, log_likelihood, correction):
-    """scipy.stats.chi2_contingency on each column's 2 x K table -> ``(statistic, pvalue, dof)``.
-
-    Categories absent from both rows are dropped (scipy would reject their
-    zero expected frequency). Pearson's statistic, or the G statistic with
-    ``log_likelihood``; Yates' correction when ``correction`` and dof == 1.
-    """
-    k = offsets.shape[0] - 1
-    stat = np.full(k, np.nan)
-    pval = np.full(k, np.nan)
-    dof = np.full(k, -1, dtype=np.int64)
-    for c in numba.prange(k):
-        lo = offsets[c]
-        n = offsets[c + 1] - lo
-        kp = 0
-        for i in range(n):
-            if rc[lo + i] + cc[lo + i] > 0:
-                kp += 1
-        obs = np.empty(2 * kp)
-        t = 0
-        for i in range(n):
-            if rc[lo + i] + cc[lo + i] > 0:
-                obs[t] = rc[lo + i]
-                obs[kp + t] = cc[lo + i]
-                t += 1
-        r0 = _pairwise_sum(obs, 0, kp)
-        r1 = _pairwise_sum(obs, kp, kp)
-        if not (r0 > 0 and r1 > 0):
-            continue
-        total = _pairwise_sum(obs, 0, 2 * kp)
-        df = kp - 1
-        dof[c] = df
-        if df == 0:
-            stat[c] = 0.0
-            pval[c] = 1.0
-            continue
-        terms = np.empty(2 * kp)
-        for t in range(kp):
-            col = obs[t] + obs[kp + t]
-            for row in range(2):
-                e = ((r0 if row == 0 else r1) * col) / total
-                o = obs[row * kp + t]
-                if df == 1 and correction:
-                    diff = e - o
-                    sgn = 1.0 if diff > 0 else (-1.0 if diff < 0 else 0.0)
-                    o = o + min(0.5, abs(diff)) * sgn
-                if log_likelihood:
-                    terms[row * kp + t] = 2.0 * (o * math.log(o / e)) if o != 0 else 0.0
-                else:
-                    d = o - e
-                    terms[row * kp + t] = d * d / e
-        s = _pairwise_sum(terms, 0, 2 * kp)
-        stat[c] = s
-        pval[c] = _chi2_sf(float(df), s)
-    return stat, pval, dof

@@ -123,6 +123,41 @@ def drift_sort_segments(values: np.ndarray, offsets: np.ndarray) -> None:
         values[offsets[c]:offsets[c + 1]] = np.sort(values[offsets[c]:offsets[c + 1]])
 
 
+def drift_sort_packed(values: np.ndarray, offsets: np.ndarray):
+    """Drop NaN from each packed column and sort it, then pack the columns to the front.
+
+    In place: afterwards column ``c`` is ``values[new[c]:new[c + 1]]``.
+    Returns ``(new, nan_counts)``.
+    """
+    k = len(offsets) - 1
+    keep = [values[offsets[c]:offsets[c + 1]] for c in range(k)]
+    keep = [np.sort(c[~np.isnan(c)]) for c in keep]
+    nan_counts = np.array([offsets[c + 1] - offsets[c] - len(keep[c]) for c in range(k)],
+                          dtype=np.int64)
+    new = np.zeros(k + 1, dtype=np.int64)
+    new[1:] = np.cumsum([len(c) for c in keep])
+    if k:
+        values[:new[-1]] = np.concatenate(keep)
+    return new, nan_counts
+
+
+def drift_bin_sorted(values: np.ndarray, offsets: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of each packed column in the bins of its row of ``edges`` (see ``quantile_bin_counts``).
+
+    Zero counts where the row's first edge is not finite.
+    """
+    k, ne = edges.shape
+    out = np.zeros((k, ne + 1), dtype=np.int64)
+    for c in range(k):
+        x, e = values[offsets[c]:offsets[c + 1]], edges[c]
+        if not np.isfinite(e[0]):
+            continue
+        idx = np.searchsorted(e, x, side="right")
+        idx[x == e[-1]] = ne - 1
+        out[c] = np.bincount(idx, minlength=ne + 1)
+    return out
+
+
 def _columns(rv, ro, cv, co):
     for c in range(len(ro) - 1):
         yield c, rv[ro[c]:ro[c + 1]], cv[co[c]:co[c + 1]]
@@ -183,10 +218,21 @@ def _std(x: np.ndarray) -> float:
         return float(np.std(x))
 
 
-def numeric_drift_columns(rv, ro, cv, co):
-    """KS, W1, reference std and CvM together: ``(ks_stat, ks_p, w1, ref_std, cvm_stat, cvm_p)``."""
-    return (*ks_2samp_columns(rv, ro, cv, co), *wasserstein_columns(rv, ro, cv, co),
-            *cvm_2samp_columns(rv, ro, cv, co))
+def drift_std_columns(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``numpy.std`` of every packed column (see ``_std``); NaN where a column is empty."""
+    return np.array([_std(values[offsets[c]:offsets[c + 1]]) if offsets[c + 1] > offsets[c]
+                     else np.nan for c in range(len(offsets) - 1)], dtype=np.float64)
+
+
+def numeric_drift_columns(rv, ro, cv, co, ref_std=None):
+    """KS, W1, reference std and CvM together: ``(ks_stat, ks_p, w1, ref_std, cvm_stat, cvm_p)``.
+
+    A given ``ref_std`` (from an earlier call) is returned as it is.
+    """
+    w1, sd = wasserstein_columns(rv, ro, cv, co)
+    if ref_std is not None:
+        sd = np.array(ref_std, dtype=np.float64)
+    return (*ks_2samp_columns(rv, ro, cv, co), w1, sd, *cvm_2samp_columns(rv, ro, cv, co))
 
 
 # --- Cramer-von Mises --------------------------------------------------------

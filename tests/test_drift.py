@@ -174,3 +174,68 @@ def test_mmd_through_drift_needs_rows():
     rep = drift(ref, cur, tests=["ks", "mmd"], mmd_permutations=50)
     (r,) = rows(rep, "mmd")
     assert r["p_value"] < 0.05 and r["type"] == "multivariate" and r["drifted"]
+
+
+ALL_NUMERIC = ["ks", "wasserstein", "wasserstein_normed", "cvm", "psi", "jensenshannon",
+               "hellinger"]
+
+
+def _same(a, b) -> bool:
+    """Equal, NaN equal to NaN and the sign of zero compared too."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _awkward(n, seed, shift=0.0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n) + shift
+    x[::9] = np.nan
+    x[::17] = np.inf
+    x[::23] = -np.inf
+    return pa.table({
+        "x": x, "ties": np.round(rng.normal(size=n) * 2 + shift),
+        "zeros": np.where(rng.random(n) < 0.5, -0.0, 0.0) + np.round(rng.random(n) + shift),
+        "const": np.full(n, 1.5), "allnan": np.full(n, np.nan),
+        "nulls": pa.array([None if i % 4 == 0 else float(i % 50) + shift for i in range(n)]),
+        "ints": rng.integers(0, 7, size=n), "cat": rng.choice(["a", "b"], size=n)})
+
+
+def test_raw_sides_and_profiles_give_identical_results():
+    """A raw side is sorted, not profiled; every number must equal the profiled path's."""
+    from engine.monitor.profile import profile
+
+    ref, cur = _awkward(3000, 1), _awkward(2500, 2, 0.2)
+    rp = profile(ref, sample_size=None)
+    cp = profile(cur, sample_size=None, edges_from=rp)
+    for tests in (None, ALL_NUMERIC):
+        base = drift(rp, cp, tests=tests)
+        for r, c in ((ref, cur), (rp, cur), (ref, cp)):
+            rep = drift(r, c, tests=tests)
+            assert _same(rep.table.to_pylist(), base.table.to_pylist())
+            assert _same(rep.distributions, base.distributions)
+            assert rep.verdict == base.verdict
+
+
+def test_reference_pack_is_kept_and_renewed_when_columns_change():
+    from engine.monitor.profile import Profile, profile
+
+    ref, cur = frame(2000, 3), frame(1500, 4, shift=(1,))
+    rp = profile(ref, sample_size=None)
+    first = drift(rp, cur, tests=ALL_NUMERIC)
+    assert rp._derived["packs"]  # kept for the next batch
+    again = drift(rp, cur, tests=ALL_NUMERIC)
+    assert _same(first.table.to_pylist(), again.table.to_pylist())
+    rp.columns["x1"] = profile(frame(2000, 5, shift=(1,)), sample_size=None).columns["x1"]
+    changed = drift(rp, cur, tests=ALL_NUMERIC)
+    fresh = drift(Profile(rp.n_rows, dict(rp.columns), rp.params), cur, tests=ALL_NUMERIC)
+    assert _same(changed.table.to_pylist(), fresh.table.to_pylist())
+    assert not _same(changed.table.to_pylist(), first.table.to_pylist())
+    subset = drift(rp, cur, columns=["x3", "x1"], tests=["ks"])
+    whole = {r["column"]: r for r in fresh.table.to_pylist() if r["test"] == "ks"}
+    for r in subset.table.to_pylist():
+        assert r["statistic"] == whole[r["column"]]["statistic"]

@@ -772,6 +772,35 @@ def test_edges_from_takes_reference_settings():
     assert extra["y"].edges.tolist() == [2.0] * 11
 
 
+def test_sorted_profile_equals_profile_for_the_drift_tests():
+    """drift()'s lean profile of raw data: the numbers the tests read equal profile()'s."""
+    from engine.monitor.profile import SortedNumericColumn, sorted_profile
+
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=4000)
+    x[::7], x[::11], x[::13] = np.nan, np.inf, -np.inf
+    data = {"x": x, "i": rng.integers(0, 9, 4000), "n": pa.array([None, 1.5, 2.5, None] * 1000),
+            "e": np.full(4000, np.nan), "c": rng.choice(["a", "b"], 4000),
+            "m": np.round(rng.normal(size=4000)) * -0.0}
+    mat = rng.normal(size=(500, 3))
+    for d, edges_from in ((data, None), (data, profile({"x": rng.normal(size=99)})), (mat, None)):
+        full = profile(d, sample_size=None, edges_from=edges_from)
+        lean = sorted_profile(d, edges_from=edges_from)
+        assert list(full.columns) == list(lean.columns) and full.n_rows == lean.n_rows
+        for name, a in full.columns.items():
+            b = lean[name]
+            assert a.kind == b.kind
+            if a.kind != "numeric":
+                assert a.to_dict() == b.to_dict()
+                continue
+            assert isinstance(b, SortedNumericColumn)
+            assert (a.count, a.nulls, a.nans, a.n_rows) == (b.count, b.nulls, b.nans, b.n_rows)
+            np.testing.assert_array_equal(a.edges, b.edges)
+            np.testing.assert_array_equal(a.hist, b.hist)
+            np.testing.assert_array_equal(a.sample, b.sample)
+            assert b.pack.nan_counts[b.index] == b.nans
+
+
 if __name__ == "__main__":  # regenerate the golden file (only with a new format_version)
     golden_profile().save(GOLDEN)
     print("wrote", GOLDEN, file=sys.stderr)

@@ -2,10 +2,14 @@
 
 Both sides may be raw data (a ``pyarrow.Table``, a pandas DataFrame, a 2-D NumPy
 array or a mapping of columns) or :class:`~engine.monitor.profile.Profile` objects.
-A raw side is profiled exactly: its whole column is the "sample", so the exact
-tests see every value. The current side is binned on the reference's quantile
-edges, so raw data and profiles take the same path. With a stored reference
-profile (the production case), only the current batch is sorted.
+A raw side's numeric columns are all sorted at once, NaN dropped
+(:func:`~engine.monitor.profile.sorted_profile`): its whole column is the
+"sample", so the exact tests see every value, and the numbers equal those of its
+exact profile (``profile(data, sample_size=None)``) without computing the rest
+of one. The current side is binned on the reference's quantile edges. With a
+stored reference profile (the production case), only the current batch is
+sorted; the reference's samples are packed once and kept on the Profile object
+for the next batch.
 
 Tests by column kind (``tests=`` picks others by name):
 
@@ -30,13 +34,12 @@ share of drifted columns (by each column's first test) reaches ``share`` (0.5).
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from .drift_report import TABLE_SCHEMA, DriftReport
 
 P_TESTS = {"ks", "cvm", "chi2", "gtest", "mmd"}
 DEFAULT_THRESHOLDS = {
@@ -47,78 +50,6 @@ NUMERIC_TESTS = ("ks", "wasserstein", "wasserstein_normed", "cvm", "psi", "jense
 CATEGORICAL_TESTS = ("chi2", "gtest", "linf", "jensenshannon", "psi", "hellinger")
 TEXT_TESTS = ("jensenshannon", "jensenshannon_trigrams", "hellinger")
 SMALL_SAMPLE = 1000
-TABLE_SCHEMA = pa.schema([
-    ("column", pa.string()), ("type", pa.string()), ("test", pa.string()),
-    ("statistic", pa.float64()), ("p_value", pa.float64()), ("p_adjusted", pa.float64()),
-    ("threshold", pa.float64()), ("drifted", pa.bool_()), ("primary", pa.bool_()),
-    ("n_ref", pa.int64()), ("n_cur", pa.int64()), ("reason", pa.string()),
-])
-
-
-@dataclass
-class DriftReport:
-    """The result of :func:`drift`.
-
-    Attributes
-    ----------
-    table : pyarrow.Table
-        One row per (column, test): ``column, type, test, statistic, p_value,
-        p_adjusted, threshold, drifted, primary, n_ref, n_cur, reason``. ``drifted``
-        is null and ``reason`` says why when a column could not be tested.
-    verdict : dict
-        ``drift`` (bool), ``drifted_columns``, ``tested_columns``, ``share``,
-        ``share_threshold``, ``correction``, ``alpha``.
-    distributions : dict
-        Per column, the binned reference and current distributions (for plots).
-    """
-
-    table: pa.Table
-    verdict: dict
-    distributions: dict = field(repr=False, default_factory=dict)
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def drift(self) -> bool:
-        return bool(self.verdict["drift"])
-
-    @property
-    def drifted_columns(self) -> list[str]:
-        t = self.table.filter(pc.and_(self.table["primary"],
-                                      pc.fill_null(self.table["drifted"], False)))
-        return t.column("column").to_pylist()
-
-    def to_dict(self) -> dict:
-        rows = []
-        for r in self.table.to_pylist():
-            rows.append({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                         for k, v in r.items()})
-        return {"format": "mlops-engine drift report", "format_version": 1,
-                "verdict": self.verdict, "meta": self.meta, "tests": rows}
-
-    def to_json(self, path=None, indent: int | None = 1) -> str:
-        """The report as JSON (NaN and inf become null); also written to ``path`` if given."""
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            with open(path, "w") as f:
-                f.write(text)
-        return text
-
-    def to_html(self, path=None) -> str:
-        """A self-contained HTML page (no network); also written to ``path`` if given."""
-        from .report_html import render_html
-
-        html = render_html(self.table, self.verdict, self.distributions, self.meta)
-        if path is not None:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(html)
-        return html
-
-    def summary(self) -> str:
-        v = self.verdict
-        word = "DRIFT" if v["drift"] else "no drift"
-        return (f"{word}: {v['drifted_columns']} of {v['tested_columns']} columns drifted "
-                f"(share {v['share']:.2f}, threshold {v['share_threshold']:.2f}, "
-                f"correction {v['correction']})")
 
 
 def adjust_pvalues(p: np.ndarray, method: str | None) -> np.ndarray:
@@ -149,14 +80,14 @@ def adjust_pvalues(p: np.ndarray, method: str | None) -> np.ndarray:
 
 
 def _as_profile(data, name: str, edges_from=None, columns=None, types=None, bins=10):
-    from .profile import Profile, profile
+    from .profile import Profile, sorted_profile
 
     if isinstance(data, Profile):
         return data
     try:
-        # sample_size=None: keep every value, so the exact tests see the whole column.
-        return profile(data, columns=columns, types=types, sample_size=None, bins=bins,
-                       edges_from=edges_from)
+        # Every value, sorted, so the exact tests see the whole column; no more than that.
+        return sorted_profile(data, columns=columns, types=types, bins=bins,
+                              edges_from=edges_from)
     except TypeError as exc:
         raise TypeError(f"{name}: {exc}") from None
 
@@ -289,19 +220,10 @@ def _numeric_rows(ref, cur, names, tests, dists) -> list[dict]:
     if not run:
         return []
 
-    def packed(p):
-        cols = [p.columns[n] for n in names]
-        vals = [np.asarray(c.sample, dtype=np.float64) for c in cols]
-        offs = np.zeros(len(vals) + 1, dtype=np.int64)
-        offs[1:] = np.cumsum([len(v) for v in vals])
-        values = np.concatenate(vals) if vals else np.zeros(0)
-        return K.SortedColumns.from_packed(values, offs, np.array([c.nans for c in cols]),
-                                           assume_sorted=True)
-
-    r, c = packed(ref), packed(cur)
     out = {}
     if {"ks", "wasserstein", "wasserstein_normed", "cvm"} & set(run):
-        res = K.numeric_drift_columns(r, c)
+        (r, r_std), (c, _) = _packed(ref, names, std=True), _packed(cur, names)
+        res = K.numeric_drift_columns(r, c, ref_std=r_std)
         out = {"ks": res["ks_2samp"], "wasserstein": res["wasserstein"],
                "wasserstein_normed": res["wasserstein_normed"], "cvm": res["cvm_2samp"]}
     rh = np.stack([np.asarray(ref.columns[n].hist, dtype=np.float64) for n in names])
@@ -326,6 +248,49 @@ def _numeric_rows(ref, cur, names, tests, dists) -> list[dict]:
                     "ref": np.asarray(col.hist).tolist(),
                     "cur": np.asarray(cur.columns[n].hist).tolist()}
     return rows
+
+
+_PACKS_KEPT = 4  # packings of different column lists kept per profile
+
+
+def _packed(p, names, std=False):
+    """``(SortedColumns, std or None)`` of the samples of columns ``names`` of profile ``p``.
+
+    A raw side's sorted pack is used as it is when it holds exactly these
+    columns. A profile's samples are packed (and their spread computed) once
+    and kept on it, so that every later batch compared with the same
+    reference skips both; the kept pack is used only while the profile's
+    columns still hold the very sample arrays it was made of.
+    """
+    from ..kernels import drift as K
+    from .profile import SortedNumericColumn
+
+    cols = [p.columns[n] for n in names]
+    if all(isinstance(c, SortedNumericColumn) for c in cols):
+        pack = cols[0].pack
+        if pack.n_columns == len(cols) and all(c.pack is pack and c.index == j
+                                              for j, c in enumerate(cols)):
+            return pack, None
+    key = tuple(names)
+    samples = [c.sample for c in cols]
+    nans = [int(c.nans) for c in cols]
+    kept = p._derived.setdefault("packs", {})
+    hit = kept.get(key)
+    if hit is not None and hit[1] == nans and all(a is b for a, b in zip(hit[0], samples)):
+        if std and hit[3] is None:
+            hit[3] = K.std_columns(hit[2])
+        return hit[2], hit[3]
+    vals = [np.asarray(v, dtype=np.float64) for v in samples]
+    offs = np.zeros(len(vals) + 1, dtype=np.int64)
+    offs[1:] = np.cumsum([len(v) for v in vals])
+    values = np.concatenate(vals) if vals else np.zeros(0)
+    pack = K.SortedColumns.from_packed(values, offs, np.array(nans, dtype=np.int64),
+                                       assume_sorted=True)
+    sd = K.std_columns(pack) if std else None
+    while len(kept) >= _PACKS_KEPT:
+        kept.pop(next(iter(kept)))
+    kept[key] = [samples, nans, pack, sd]
+    return pack, sd
 
 
 def _count_pairs(ref_counts: list[dict], cur_counts: list[dict]):
