@@ -525,3 +525,14 @@ def test_state_dict_and_profile_files_registered_by_path(reg, tmp_path):
 
     with pytest.raises(RegistryError, match="not a state dict"):
         reg.load_state_dict("raw")
+
+
+def test_run_tags_are_not_filed_under_an_artifact(reg):
+    reg.register("run", b"an artifact unluckily named run")
+    with reg.start_run("t") as run:
+        pass
+    reg.tag("run:" + run.id, owner="me")
+    reg.tag("run:v1", stage="x")
+    assert [e["summary"] for e in reg.history("run")] == [
+        'tag run:v1 {"stage": "x"}', "register run:v1 (model, " + reg.get("run").id[:12] + ")"]
+    assert reg.get_run(run.id)["tags"] == {"owner": "me"} and reg.get("run").tags == {"stage": "x"}

@@ -22,7 +22,7 @@ from .errors import RegistryCorruption
 from .log import CommitLog, checkpoint_key, decode
 
 STATE_MIN_GAP = 256  # load a state snapshot only when it saves replaying more commits than this
-INDEX_VERSION = 1  # bump when the schema or the apply rules change: the cache is rebuilt
+INDEX_VERSION = 2  # bump when the schema or the apply rules change: the cache is rebuilt
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -137,8 +137,8 @@ def summarize(action: dict) -> str:
 
 def _names(action: dict) -> list[str]:
     out = [action["name"]] if "name" in action and action.get("op") != "run_start" else []
-    if action.get("op") == "tag" and ":" in action["target"]:
-        out.append(action["target"].split(":", 1)[0])
+    if action.get("op") == "tag" and not action["target"].startswith("run:"):
+        out.append(action["target"].rpartition(":v")[0])  # a version's artifact, never "run"
     return out
 
 

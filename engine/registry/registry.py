@@ -492,9 +492,14 @@ class Registry:
 
     def tag(self, ref, **tags) -> None:
         """Add or change tags of a version (``name:vN``) or a run (``run:<id>``)."""
+        target = None
         if isinstance(ref, str) and ref.startswith("run:"):
-            target = "run:" + self.get_run(ref[4:])["run_id"]
-        else:
+            try:
+                target = "run:" + self.get_run(ref[4:])["run_id"]
+            except (UnknownReference, ValueError):
+                if self._kind_of("run") is None:  # no artifact named "run" either
+                    raise
+        if target is None:
             target = self.get(ref).ref
         tags = {str(k): str(v) for k, v in tags.items()}
         self._commit(lambda: [{"op": "tag", "target": target, "tags": tags}])
