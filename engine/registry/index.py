@@ -135,9 +135,15 @@ def summarize(action: dict) -> str:
     return f"{op}"
 
 
+def _tags_run(action: dict) -> bool:
+    """Whether a tag action is on a run (``on``; commits before it existed: the prefix)."""
+    on = action.get("on")
+    return on == "run" if on is not None else action["target"].startswith("run:")
+
+
 def _names(action: dict) -> list[str]:
     out = [action["name"]] if "name" in action and action.get("op") != "run_start" else []
-    if action.get("op") == "tag" and not action["target"].startswith("run:"):
+    if action.get("op") == "tag" and not _tags_run(action):
         out.append(action["target"].rpartition(":v")[0])  # a version's artifact, never "run"
     return out
 
@@ -380,7 +386,7 @@ class Index:
 
     def _op_tag(self, seq, body, a) -> None:
         target = a["target"]
-        if target.startswith("run:"):
+        if _tags_run(a):
             row = self._w.one("runs", "SELECT tags FROM runs WHERE run_id=?", (target[4:],))
             if row is not None:
                 self._w.add("runs", "UPDATE runs SET tags=? WHERE run_id=?",

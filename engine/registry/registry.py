@@ -492,17 +492,17 @@ class Registry:
 
     def tag(self, ref, **tags) -> None:
         """Add or change tags of a version (``name:vN``) or a run (``run:<id>``)."""
-        target = None
+        target, on = None, "version"
         if isinstance(ref, str) and ref.startswith("run:"):
             try:
-                target = "run:" + self.get_run(ref[4:])["run_id"]
+                target, on = "run:" + self.get_run(ref[4:])["run_id"], "run"
             except (UnknownReference, ValueError):
                 if self._kind_of("run") is None:  # no artifact named "run" either
                     raise
         if target is None:
             target = self.get(ref).ref
         tags = {str(k): str(v) for k, v in tags.items()}
-        self._commit(lambda: [{"op": "tag", "target": target, "tags": tags}])
+        self._commit(lambda: [{"op": "tag", "target": target, "on": on, "tags": tags}])
 
     # ------------------------------------------------------------------ runs
     def start_run(self, name: str, *, params: dict | None = None, tags: dict | None = None,
