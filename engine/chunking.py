@@ -136,6 +136,11 @@ def chunk_bytes(buf, params: CdcParams | None = None, *, backend: str | None = N
     n = len(mv)
     futures: list[Future] = []
     ends = []
+    if n <= block_size:  # one block: hash it here, no thread start-up (manifests, small blobs)
+        if n == 0:
+            return _result(np.empty(0, dtype=np.int64), b"", output)
+        cuts = np.concatenate([chunker.update(mv), chunker.finish()]).astype(np.int64)
+        return _result(cuts, _hash_chunks(mv, np.concatenate([[0], cuts])), output)
     with ThreadPoolExecutor(workers) as pool:
         prev = 0
         for lo in range(0, n, block_size):

@@ -38,6 +38,7 @@ from .version import KIND, Version, latest
 READ_BLOCK = 8 << 20
 BATCH_FILES = 64
 BATCH_BYTES = 16 << 20
+SMALL_JOB_BYTES = 16 << 20  # up to this much new data, store_tree works in the calling thread
 
 
 class FileChangedError(RuntimeError):
@@ -352,12 +353,22 @@ def store_tree(source, st: Store, label: str, progress=None, workers=None) -> St
                 del done[rel]
     todo = [e for e in files if e.rel not in done]
 
-    writer = st.writer(parallel=True)
+    todo_bytes = sum(e.st.st_size for e in todo)
+    # A small job (one checkpoint file, a config) runs in this thread: one pack for its
+    # chunks and manifest, no thread start-up. Threads pay off from a few blocks up.
+    small = workers is None and todo_bytes <= SMALL_JOB_BYTES and len(todo) <= BATCH_FILES
+    writer = st.writer(parallel=not small)
     sink = _ChunkSink(st, writer)
-    nworkers = workers or default_workers() + 1  # this thread only coordinates
+    nworkers = 1 if small else workers or default_workers() + 1  # this thread coordinates
     try:
-        with Progress(sum(e.st.st_size for e in todo), label, enabled=progress) as bar, \
+        with Progress(todo_bytes, label, enabled=progress) as bar, \
                 ThreadPoolExecutor(nworkers, thread_name_prefix="mlops-snapshot") as pool:
+            if small:
+                for e in todo:
+                    done[e.rel] = _read_file(e, st, sink)
+                    bar.advance(e.st.st_size, files=1)
+                todo = []
+
             def run(batch):
                 return [(e, _read_file(e, st, sink)) for e in batch]
 
