@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 PROFILE_SUFFIXES = (".profile",)
@@ -62,8 +63,16 @@ def cmd_profile(args) -> int:
 
     if not args.output and not args.register:
         raise ValueError("give -o/--output FILE, --register NAME, or both")
+    edges_from = None
+    if args.edges_from:
+        from .monitor.profile import Profile
+
+        edges_from = load_input(args.edges_from, args.store)
+        if not isinstance(edges_from, Profile):
+            raise ValueError(f"--edges-from {args.edges_from!r}: expected a reference profile "
+                             "(a .profile file or a registry profile), got a table")
     data = load_input(args.data, args.store)
-    p = profile(data, sample_size=args.sample_size, bins=args.bins)
+    p = profile(data, sample_size=args.sample_size, bins=args.bins, edges_from=edges_from)
     where = []
     if args.output:
         p.save(args.output)
@@ -90,7 +99,15 @@ def cmd_drift(args) -> int:
 
     ref = load_input(args.reference, args.store)
     cur = load_input(args.current, args.store)
-    thresholds = json.loads(args.thresholds) if args.thresholds else None
+    thresholds = None
+    if args.thresholds:
+        try:
+            thresholds = json.loads(args.thresholds)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--thresholds: not valid JSON ({exc}): {args.thresholds!r}; "
+                             'expected e.g. \'{"psi": 0.2, "age": {"ks": 0.01}}\'') from None
+        if not isinstance(thresholds, dict):
+            raise ValueError(f"--thresholds: expected a JSON object, got {args.thresholds!r}")
     rep = drift(ref, cur, tests=args.test or None, alpha=args.alpha, share=args.share,
                 correction=None if args.correction == "none" else args.correction,
                 thresholds=thresholds)
@@ -103,7 +120,9 @@ def cmd_drift(args) -> int:
         print(rep.summary())
         for r in rep.table.to_pylist():
             if r["primary"] and (r["drifted"] or r["drifted"] is None):
-                what = "DRIFT" if r["drifted"] else "not tested"
+                what = "DRIFT" if r["drifted"] else (
+                    "no verdict" if r["test"] != "none" and math.isfinite(r["statistic"])
+                    else "not tested")
                 why = r["reason"] or (f"{r['test']} statistic {r['statistic']:.4g}"
                                       + (f", p={r['p_adjusted']:.3g}" if r["p_adjusted"] is not None else ""))
                 print(f"  {what:<10} {r['column']}: {why}")
@@ -134,6 +153,10 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("--sample-size", type=int, default=100_000,
                    help="values kept per numeric column for exact tests (default 100000)")
     p.add_argument("--bins", type=int, default=10, help="quantile bins per numeric column (default 10)")
+    p.add_argument("--edges-from", metavar="REF", default=None,
+                   help="reference profile (.profile file or registry profile) whose histogram "
+                   "edges this profile uses, so that `mlops monitor drift REF THIS` compares the "
+                   "same bins (needed when this profile's sample is not complete)")
     p.add_argument("--store", default=None, help="store for table-version references")
     p.set_defaults(func=cmd_profile)
 

@@ -239,3 +239,151 @@ def test_reference_pack_is_kept_and_renewed_when_columns_change():
     whole = {r["column"]: r for r in fresh.table.to_pylist() if r["test"] == "ks"}
     for r in subset.table.to_pylist():
         assert r["statistic"] == whole[r["column"]]["statistic"]
+
+
+# --- regressions ---------------------------------------------------------------------------
+
+
+def test_profiles_with_different_edges_are_rebinned_or_not_tested():
+    from engine.monitor.profile import profile
+
+    rng = np.random.default_rng(0)
+    ref_x, cur_x = rng.normal(size=5000), rng.normal(size=5000) + 3
+    pr = profile({"x": ref_x})
+    raw = drift(pr, {"x": cur_x}, tests=["psi", "jensenshannon", "hellinger"])
+    # complete sample: rebinned exactly onto the reference's edges
+    full = drift(pr, profile({"x": cur_x}), tests=["psi", "jensenshannon", "hellinger"])
+    assert _same(full.table.to_pylist(), raw.table.to_pylist())
+    assert rows(full, "psi")[0]["statistic"] > 5 and full.drifted_columns == ["x"]
+    assert full.distributions == raw.distributions
+    # incomplete sample: the histogram tests are not run, and the reason says how to fix it
+    part = drift(pr, profile({"x": cur_x}, sample_size=100), tests=["psi", "hellinger"])
+    for r in rows(part):
+        assert r["drifted"] is None and "edges_from=<reference>" in r["reason"]
+    assert part.verdict["tested_columns"] == 0
+    # with edges_from the profile path is unchanged
+    same = drift(pr, profile({"x": cur_x}, sample_size=100, edges_from=pr), tests=["psi"])
+    assert rows(same, "psi")[0]["statistic"] == rows(raw, "psi")[0]["statistic"]
+
+
+def test_mmd_with_named_2d_arrays_and_record_batches():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(300, 2)), rng.normal(size=(300, 2)) + 0.6
+    rep = drift(x, y, columns=["a", "b"], tests=["mmd"], mmd_permutations=50)
+    (r,) = rows(rep, "mmd")
+    assert r["p_value"] < 0.05 and r["n_ref"] == 300
+    rb = drift(pa.record_batch({"a": x[:, 0], "b": x[:, 1]}),
+               pa.record_batch({"a": y[:, 0], "b": y[:, 1]}), tests=["mmd"], mmd_permutations=50)
+    (r2,) = rows(rb, "mmd")
+    assert r2["statistic"] == r["statistic"] and r2["p_value"] == r["p_value"]
+
+
+def test_raw_wasserstein_without_threshold_says_why():
+    ref, cur = frame(500, 1), frame(500, 2, shift=(0,))
+    rep = drift(ref, cur, tests=["wasserstein"])
+    for r in rows(rep, "wasserstein"):
+        assert r["drifted"] is None and math.isfinite(r["statistic"])
+        assert "thresholds={'wasserstein': x}" in r["reason"] and "wasserstein_normed" in r["reason"]
+    with_thr = drift(ref, cur, tests=["wasserstein"], thresholds={"wasserstein": 0.3})
+    assert with_thr.drifted_columns == ["x0"] and rows(with_thr)[0]["reason"] is None
+
+
+def test_cli_prints_the_reason_of_a_null_verdict(tmp_path, capsys):
+    from engine.cli import main
+
+    frame(500, 1).to_pandas().to_parquet(tmp_path / "r.parquet")
+    frame(500, 2).to_pandas().to_parquet(tmp_path / "c.parquet")
+    code = main(["monitor", "drift", str(tmp_path / "r.parquet"), str(tmp_path / "c.parquet"),
+                 "--test", "wasserstein"])
+    out = capsys.readouterr().out
+    assert code == 0 and "raw Wasserstein has no scale-free default threshold" in out
+
+
+def test_reference_profile_without_sample_lets_psi_decide():
+    from engine.monitor.profile import profile
+
+    rng = np.random.default_rng(0)
+    pr = profile({"x": rng.normal(size=5000)}, sample_size=0)
+    rep = drift(pr, {"x": rng.normal(size=5000) + 1})
+    by = {r["test"]: r for r in rows(rep)}
+    for t in ("ks", "wasserstein_normed"):
+        if t in by:
+            assert by[t]["drifted"] is None and not by[t]["primary"]
+            assert "reference profile keeps no sample (sample_size=0)" in by[t]["reason"]
+    assert by["psi"]["primary"] and by["psi"]["drifted"]
+    assert rep.verdict["tested_columns"] == 1 and rep.drifted_columns == ["x"]
+
+
+def test_moments_without_blas():
+    import inspect
+
+    from engine.monitor.profile_base import _moments
+
+    assert "np.dot" not in inspect.getsource(_moments)  # no threaded BLAS
+    x = np.random.default_rng(0).normal(size=100_001) * 1e3 + 5
+    mean, m2 = _moments(x)
+    assert mean == float(np.sum(x) / len(x))
+    assert math.isclose(m2, float(np.sum((x - mean) ** 2)), rel_tol=1e-12)
+    assert _moments(np.array([-2.0, 0.5, 1.5, 3.0, 3.0])) == (1.2, 17.3)
+
+
+def test_bad_thresholds_name_the_key(tmp_path, capsys):
+    from engine.cli import main
+
+    ref, cur = frame(100, 1), frame(100, 2)
+    with pytest.raises(ValueError, match="'pis'"):
+        drift(ref, cur, thresholds={"pis": 0.2})
+    with pytest.raises(ValueError, match="'x0'.*dict"):
+        drift(ref, cur, thresholds={"x0": 0.2})
+    with pytest.raises(ValueError, match="'x0'.*unknown test 'kss'"):
+        drift(ref, cur, thresholds={"x0": {"kss": 0.2}})
+    with pytest.raises(ValueError, match="number"):
+        drift(ref, cur, thresholds={"psi": "high"})
+    ref.to_pandas().to_parquet(tmp_path / "r.parquet")
+    code = main(["monitor", "drift", str(tmp_path / "r.parquet"), str(tmp_path / "r.parquet"),
+                 "--thresholds", "notjson"])
+    assert code == 2 and "--thresholds" in capsys.readouterr().err
+
+
+def test_cli_profile_edges_from(tmp_path):
+    from engine.cli import main
+    from engine.monitor.profile import Profile
+
+    rng = np.random.default_rng(0)
+    pa.table({"x": rng.normal(size=3000)}).to_pandas().to_parquet(tmp_path / "r.parquet")
+    pa.table({"x": rng.normal(size=3000) + 3}).to_pandas().to_parquet(tmp_path / "c.parquet")
+    assert main(["monitor", "profile", str(tmp_path / "r.parquet"), "-o",
+                 str(tmp_path / "r.profile")]) == 0
+    assert main(["monitor", "profile", str(tmp_path / "c.parquet"), "-o",
+                 str(tmp_path / "c.profile"), "--edges-from", str(tmp_path / "r.profile"),
+                 "--sample-size", "100"]) == 0
+    r, c = Profile.load(tmp_path / "r.profile"), Profile.load(tmp_path / "c.profile")
+    np.testing.assert_array_equal(r["x"].edges, c["x"].edges)
+    assert main(["monitor", "drift", str(tmp_path / "r.profile"), str(tmp_path / "c.profile"),
+                 "--test", "psi"]) == 1
+
+
+def test_raw_side_sort_casts_into_one_packed_array_bit_identically():
+    from engine.kernels import drift as K
+    from engine.monitor.profile import _sort_packed
+    from engine.monitor.profile_inputs import _columns_of
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    f32 = rng.normal(size=n).astype(np.float32)
+    f32[::7] = np.nan
+    t = pa.Table.from_batches(pa.table({
+        "f32": f32, "nul": pa.array([None if i % 5 == 0 else float(i % 13) - 6 for i in range(n)]),
+        "i": rng.integers(-5, 5, n), "b": rng.random(n) < 0.3,
+        "z": np.where(rng.random(n) < 0.5, -0.0, 0.0),
+        "dec": pa.array([None if i % 9 == 0 else i % 11 for i in range(n)],
+                        pa.int64()).cast(pa.decimal128(30, 2)),
+        "dict": pa.array([float(i % 4) for i in range(n)]).dictionary_encode(),
+    }).to_batches(max_chunksize=777))
+    for data in (t, rng.normal(size=(300, 4)).astype(np.float32),
+                 {"a": rng.normal(size=100), "b": np.arange(100)}):
+        cols, _ = _columns_of(data, None)
+        a, b = _sort_packed(cols), K.sort_columns([c.float64() for c in cols])
+        assert a.values.tobytes() == b.values.tobytes()
+        np.testing.assert_array_equal(a.offsets, b.offsets)
+        np.testing.assert_array_equal(a.nan_counts, b.nan_counts)

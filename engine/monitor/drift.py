@@ -49,7 +49,13 @@ DEFAULT_THRESHOLDS = {
 NUMERIC_TESTS = ("ks", "wasserstein", "wasserstein_normed", "cvm", "psi", "jensenshannon", "hellinger")
 CATEGORICAL_TESTS = ("chi2", "gtest", "linf", "jensenshannon", "psi", "hellinger")
 TEXT_TESTS = ("jensenshannon", "jensenshannon_trigrams", "hellinger")
+KNOWN_TESTS = frozenset(NUMERIC_TESTS) | frozenset(CATEGORICAL_TESTS) | frozenset(TEXT_TESTS) \
+    | {"mmd"}
 SMALL_SAMPLE = 1000
+NO_THRESHOLD = {"wasserstein": "raw Wasserstein has no scale-free default threshold; pass "
+                               "thresholds={'wasserstein': x} or use wasserstein_normed"}
+HIST_TESTS = ("psi", "jensenshannon", "hellinger")
+EXACT_TESTS = ("ks", "wasserstein", "wasserstein_normed", "cvm")
 
 
 def adjust_pvalues(p: np.ndarray, method: str | None) -> np.ndarray:
@@ -97,11 +103,38 @@ def _check_tests(tests):
         return None
     if isinstance(tests, str):
         tests = [tests]
-    known = set(NUMERIC_TESTS) | set(CATEGORICAL_TESTS) | set(TEXT_TESTS) | {"mmd"}
     for t in tests:
-        if t not in known:
-            raise ValueError(f"unknown test {t!r}; known tests: {sorted(known)}")
+        if t not in KNOWN_TESTS:
+            raise ValueError(f"unknown test {t!r}; known tests: {sorted(KNOWN_TESTS)}")
     return list(tests)
+
+
+def _check_thresholds(thresholds, column_names) -> None:
+    """Reject keys of ``thresholds=`` that would be ignored: unknown tests, non-dict columns."""
+    if thresholds is None:
+        return
+    if not isinstance(thresholds, dict):
+        raise TypeError(f"thresholds must be a dict, got {type(thresholds).__name__}")
+
+    def number(key, v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"thresholds[{key}] must be a number, got {v!r}")
+
+    for key, val in thresholds.items():
+        if isinstance(val, dict):
+            for t, v in val.items():
+                if t not in KNOWN_TESTS:
+                    raise ValueError(f"thresholds[{key!r}]: unknown test {t!r}; known tests: "
+                                     f"{sorted(KNOWN_TESTS)}")
+                number(f"{key!r}][{t!r}", v)
+        elif key in KNOWN_TESTS:
+            number(repr(key), val)
+        elif key in column_names:
+            raise ValueError(f"thresholds[{key!r}]: a column's thresholds must be a dict of "
+                             f"test -> threshold, e.g. {{{key!r}: {{'psi': 0.2}}}}, got {val!r}")
+        else:
+            raise ValueError(f"thresholds key {key!r} is neither a known test nor a column "
+                             f"with a dict of thresholds; known tests: {sorted(KNOWN_TESTS)}")
 
 
 def drift(reference, current, *, tests=None, columns=None, types=None, thresholds=None,
@@ -149,6 +182,7 @@ def drift(reference, current, *, tests=None, columns=None, types=None, threshold
     ref = _as_profile(reference, "reference", columns=columns, types=types, bins=bins)
     cur = _as_profile(current, "current", edges_from=ref, columns=columns, types=types, bins=bins)
     names = list(columns) if columns is not None else list(ref.columns)
+    _check_thresholds(thresholds, set(ref.columns) | set(cur.columns))
     rows: list[dict] = []
     dists: dict = {}
     numeric, categorical, text = [], [], []
@@ -177,7 +211,8 @@ def drift(reference, current, *, tests=None, columns=None, types=None, threshold
     rows += _categorical_rows(ref, cur, categorical, tests, dists)
     rows += _text_rows(ref, cur, text, tests, dists)
     if tests is not None and "mmd" in tests and numeric:
-        rows += _mmd_rows(reference, current, numeric, mmd_permutations, mmd_max_rows, seed)
+        rows += _mmd_rows(reference, current, numeric, columns, mmd_permutations, mmd_max_rows,
+                          seed)
     return _finish(rows, dists, thresholds, alpha, correction, share, ref, cur, names + extra)
 
 
@@ -226,8 +261,9 @@ def _numeric_rows(ref, cur, names, tests, dists) -> list[dict]:
         res = K.numeric_drift_columns(r, c, ref_std=r_std)
         out = {"ks": res["ks_2samp"], "wasserstein": res["wasserstein"],
                "wasserstein_normed": res["wasserstein_normed"], "cvm": res["cvm_2samp"]}
+    cur_hists, unbinned = _current_hists(ref, cur, names)
     rh = np.stack([np.asarray(ref.columns[n].hist, dtype=np.float64) for n in names])
-    ch = np.stack([np.asarray(cur.columns[n].hist, dtype=np.float64) for n in names])
+    ch = np.stack(cur_hists)
     if "psi" in run:
         out["psi"] = K.psi_counts_columns(rh, ch)
     if "jensenshannon" in run:
@@ -238,16 +274,74 @@ def _numeric_rows(ref, cur, names, tests, dists) -> list[dict]:
     n_cur = [int(cur.columns[n].count) for n in names]
     prim = _primary(names, n_ref, n_cur, run if tests is not None else None, "ks",
                     "wasserstein_normed")
+    no_sample = {}
+    for n in names:
+        why = _no_sample_reason(ref.columns[n], "reference") \
+            or _no_sample_reason(cur.columns[n], "current")
+        if why:
+            no_sample[n] = why
+    for j, n in enumerate(names):
+        # Without a sample the exact tests cannot run: a histogram test decides instead.
+        if n in no_sample and prim[j] in EXACT_TESTS:
+            ok = [t for t in run if t in HIST_TESTS and n not in unbinned]
+            if ok:
+                prim[j] = ok[0]
     rows = []
     for t in run:
         if t in out:
             rows += _stat_rows(names, "numeric", t, out[t], [p == t for p in prim])
-    for n in names:
+    for r in rows:
+        if r["test"] in HIST_TESTS and r["column"] in unbinned:
+            r.update(statistic=float("nan"), p_value=None, reason=unbinned[r["column"]])
+        elif r["test"] in EXACT_TESTS and r["column"] in no_sample:
+            r.update(statistic=float("nan"), p_value=None, reason=no_sample[r["column"]])
+    for n, h in zip(names, cur_hists):
+        if n in unbinned:
+            continue  # the current histogram is over other bins: nothing to plot against
         col = ref.columns[n]
         dists[n] = {"kind": "numeric", "edges": np.asarray(col.edges).tolist(),
-                    "ref": np.asarray(col.hist).tolist(),
-                    "cur": np.asarray(cur.columns[n].hist).tolist()}
+                    "ref": np.asarray(col.hist).tolist(), "cur": h.astype(np.int64).tolist()}
     return rows
+
+
+def _no_sample_reason(col, side) -> str | None:
+    """Why the exact tests cannot run on a profile column that keeps no sample, else None."""
+    from .profile import NumericColumn
+
+    if isinstance(col, NumericColumn) and col.count > 0 and len(col.sample) == 0:
+        return (f"{side} profile keeps no sample (sample_size={col.sample_size}): exact tests "
+                "need one")
+    return None
+
+
+def _current_hists(ref, cur, names):
+    """Current histograms over the reference's bins, and ``{column: reason}`` where impossible.
+
+    A current profile built without ``edges_from=<reference>`` has bins of its own:
+    it is rebinned from its sample when that holds every value (exact), else its
+    histogram tests are not run.
+    """
+    from .profile import NumericColumn, SortedNumericColumn
+    from .profile_numeric import _hist_sorted
+
+    hists, unbinned = [], {}
+    for n in names:
+        rc, cc = ref.columns[n], cur.columns[n]
+        re_, ce = np.asarray(rc.edges, dtype=np.float64), np.asarray(cc.edges, dtype=np.float64)
+        h = np.asarray(cc.hist, dtype=np.float64)
+        if re_.shape != ce.shape or not np.array_equal(re_, ce, equal_nan=True):
+            if not len(re_):
+                h = np.zeros(len(np.asarray(rc.hist)))
+            elif isinstance(cc, SortedNumericColumn) or (
+                    isinstance(cc, NumericColumn) and cc.sample_is_complete):
+                h = _hist_sorted(np.asarray(cc.sample, dtype=np.float64), re_).astype(np.float64)
+            else:
+                h = np.zeros(len(re_) + 1)
+                unbinned[n] = ("histogram edges differ from the reference's and the current "
+                               "profile's sample is not complete, so it cannot be rebinned; "
+                               "build the current profile with edges_from=<reference>")
+        hists.append(h)
+    return hists, unbinned
 
 
 _PACKS_KEPT = 4  # packings of different column lists kept per profile
@@ -361,10 +455,10 @@ def _text_rows(ref, cur, names, tests, dists) -> list[dict]:
     return rows
 
 
-def _mmd_rows(ref_raw, cur_raw, names, permutations, max_rows, seed) -> list[dict]:
+def _mmd_rows(ref_raw, cur_raw, names, columns, permutations, max_rows, seed) -> list[dict]:
     from .mmd import mmd_permutation_test
 
-    x, y = _numeric_matrix(ref_raw, names), _numeric_matrix(cur_raw, names)
+    x, y = _numeric_matrix(ref_raw, names, columns), _numeric_matrix(cur_raw, names, columns)
     if x is None or y is None:
         return [_untested("(all numeric)", "multivariate",
                           "MMD needs rows: pass raw data, not profiles") | {"test": "mmd",
@@ -376,17 +470,21 @@ def _mmd_rows(ref_raw, cur_raw, names, permutations, max_rows, seed) -> list[dic
              "reason": None}]
 
 
-def _numeric_matrix(data, names):
+def _numeric_matrix(data, names, columns=None):
+    """Rows of the numeric columns ``names`` of raw ``data`` (rows with NaN dropped); None for
+    a Profile. A 2-D array's columns are named as :func:`profile` names them (``columns=``
+    or ``"0"``, ``"1"``, ...)."""
     from .profile import Profile
 
     if isinstance(data, Profile):
         return None
     if isinstance(data, np.ndarray) and data.ndim == 2:
-        cols = {str(i): data[:, i] for i in range(data.shape[1])}
+        labels = list(columns) if columns is not None else [str(i) for i in range(data.shape[1])]
+        cols = {n: data[:, i] for i, n in enumerate(labels)}
     elif isinstance(data, dict):
         cols = data
     else:
-        t = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data)
+        t = data if isinstance(data, (pa.Table, pa.RecordBatch)) else pa.Table.from_pandas(data)
         cols = {n: t.column(n).to_numpy(zero_copy_only=False) for n in names}
     m = np.column_stack([np.asarray(cols[n], dtype=np.float64) for n in names])
     return m[np.isfinite(m).all(axis=1)]
@@ -419,6 +517,9 @@ def _finish(rows, dists, thresholds, alpha, correction, share, ref, cur, order) 
     for r in rows:
         r.setdefault("p_adjusted", None)
         stat, thr = r["statistic"], r["threshold"]
+        if not r["reason"] and r["test"] != "none" and not math.isfinite(thr):
+            r["reason"] = NO_THRESHOLD.get(r["test"], f"{r['test']} has no default threshold; "
+                                           f"pass thresholds={{{r['test']!r}: x}}")
         if r["reason"] or r["test"] == "none" or not math.isfinite(thr):
             r["drifted"] = None
         elif r["test"] in P_TESTS:

@@ -175,13 +175,27 @@ def _numeric_columns(cols, n, edges, bins, sample_size, seed, rank) -> dict:
     return out
 
 
+def _sort_packed(cols: list[_Col]):
+    """:func:`~engine.kernels.drift.sort_columns` of the columns as float64, without a
+    float64 copy of every column next to the packed array: the packed array is allocated
+    once, each column (each Arrow chunk) is cast straight into its slot, and sorted in place."""
+    from engine.kernels import _registry
+
+    offsets = np.zeros(len(cols) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([c.n for c in cols])
+    values = np.empty(int(offsets[-1]), dtype=np.float64)
+    for j, c in enumerate(cols):
+        c.float64_into(values[offsets[j]:offsets[j + 1]])
+    offsets, nan_counts = _registry.get("drift_sort_packed", None)(values, offsets)
+    return _drift.SortedColumns(values[:offsets[-1]], offsets, nan_counts)
+
+
 def _sorted_numeric_columns(cols, edges, bins) -> dict:
     """:class:`SortedNumericColumn` of every numeric column: one sort of all of them, no more."""
     out, ok = _castable(cols)
     if not ok:
         return out
-    # Columns of a 2-D array as views: sort_columns packs them with one copy.
-    sc = _drift.sort_columns([c.float64() for c in ok])
+    sc = _sort_packed(ok)
     # nulls were NaN in the float64 copy; a profile counts them apart from NaN
     sc = _drift.SortedColumns(sc.values, sc.offsets,
                               sc.nan_counts - np.array([c.nulls for c in ok], dtype=np.int64))

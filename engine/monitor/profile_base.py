@@ -48,12 +48,13 @@ def _merge_moments(na, ma, m2a, nb, mb, m2b):
 
 
 def _moments(x: np.ndarray) -> tuple[float, float]:
-    """Mean and sum of squared deviations (two passes, pairwise sums)."""
+    """Mean and sum of squared deviations (two passes; pairwise mean, no BLAS threads)."""
     if len(x) == 0:
         return math.nan, 0.0
     mean = float(np.sum(x) / len(x))
     d = x - mean
-    return mean, float(np.dot(d, d))
+    # einsum runs its own unrolled loop; a dot product would go through threaded BLAS
+    return mean, float(np.einsum("i,i->", d, d))
 
 
 def _nan_extreme(f, a, b):

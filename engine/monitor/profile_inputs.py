@@ -83,6 +83,24 @@ class _Col:
         x = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0)
         return x.astype(np.float64, copy=False)
 
+    def float64_into(self, out: np.ndarray) -> None:
+        """Write :meth:`float64` into ``out`` (length ``n``), one Arrow chunk at a time,
+        so that no float64 copy of the whole column is made besides ``out``."""
+        if self.arrow is None:
+            out[:] = self.array if self.array is not None else self.matrix[:, self.j]
+            return
+        pos = 0
+        for c in self.arrow.chunks:
+            if pa.types.is_dictionary(c.type):
+                c = c.dictionary_decode()
+            if pa.types.is_temporal(c.type):
+                c = c.cast(pa.int64())
+            if not (pa.types.is_integer(c.type) or pa.types.is_floating(c.type)):
+                c = pc.cast(c, pa.float64())  # decimal, bool, numeric strings; else ArrowInvalid
+            part = c.to_numpy(zero_copy_only=False)
+            out[pos:pos + len(part)] = part
+            pos += len(part)
+
     def arrow_array(self) -> pa.ChunkedArray:
         if self.arrow is not None:
             return self.arrow
