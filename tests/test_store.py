@@ -140,11 +140,42 @@ def test_chunk_index_lookup_with_shared_prefixes():
         idx.add(f"p{k}", e)
     pos = idx.locate(ids)
     assert (pos >= 0).all()
-    np.testing.assert_array_equal(idx.entries["offset"][pos], np.arange(5000))
+    np.testing.assert_array_equal(idx.rows(pos)[0]["offset"], np.arange(5000))
     absent = rng.integers(0, 256, (300, 32), dtype=np.uint8)
     absent[:50, :8] = ids[99, :8]  # same prefix, different id
     assert (idx.locate(absent) == -1).all()
     assert idx.locate(np.zeros((0, 32), np.uint8)).shape == (0,)
+
+
+@pytest.mark.parametrize("merge_min", [1 << 16, 50])
+def test_chunk_index_packs_added_later_go_to_a_second_level(monkeypatch, merge_min):
+    """Packs added after the first lookup are found (also with shared prefixes), with the
+    right pack and offset, whether they sit in the small level or were merged."""
+    monkeypatch.setattr(ChunkIndex, "MERGE_MIN", merge_min)
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 256, (3000, 32), dtype=np.uint8)
+    ids[2500:2505, :8] = ids[10, :8]  # later ids sharing a prefix with an early one
+    idx = ChunkIndex()
+
+    def part(lo, hi):
+        e = np.zeros(hi - lo, ENTRY_DTYPE)
+        e["id"], e["offset"] = ids[lo:hi], np.arange(lo, hi)
+        return e
+
+    idx.add("p0", part(0, 2000))
+    assert (idx.locate(ids[:2000]) >= 0).all() and (idx.locate(ids[2000:]) == -1).all()
+    for k, lo in enumerate(range(2000, 3000, 100)):
+        idx.add(f"p{k + 1}", part(lo, lo + 100))
+        pos = idx.locate(ids[:lo + 100])
+        assert (pos >= 0).all()
+        ent, pno = idx.rows(pos)
+        np.testing.assert_array_equal(ent["offset"], np.arange(lo + 100))
+        want = np.concatenate([np.zeros(2000, int), 1 + (np.arange(2000, lo + 100) - 2000) // 100])
+        np.testing.assert_array_equal(pno, want)
+        assert (idx.locate(ids[lo + 100:]) == -1).all()
+    assert len(idx) == 3000
+    merged = len(idx.entries) == 3000
+    assert merged == (merge_min == 50)
 
 
 def test_index_damage_is_detected():

@@ -67,69 +67,108 @@ def _prefix(ids: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(ids[:, :8]).view(">u8").ravel().astype(np.uint64)
 
 
+def _sorted_level(parts: list[tuple[int, np.ndarray]]):
+    """(entries, pack numbers, id prefixes) of ``parts``, sorted by prefix."""
+    if parts:
+        ent = np.concatenate([e for _, e in parts])
+        pno = np.concatenate([np.full(len(e), i, np.int32) for i, e in parts])
+    else:
+        ent, pno = np.zeros(0, ENTRY_DTYPE), np.zeros(0, np.int32)
+    pre = _prefix(ent["id"]) if len(ent) else np.zeros(0, np.uint64)
+    order = np.argsort(pre, kind="stable")
+    return ent[order], pno[order], pre[order]
+
+
+def _search(prefix: np.ndarray, entries: np.ndarray, q: np.ndarray, qp: np.ndarray) -> np.ndarray:
+    """Positions of ids ``q`` (prefixes ``qp``) in one sorted level, -1 where absent."""
+    out = np.full(len(q), -1, dtype=np.int64)
+    n = len(entries)
+    if not len(q) or not n:
+        return out
+    pos = np.searchsorted(prefix, qp)
+    cand = np.minimum(pos, n - 1)
+    hit = (pos < n) & (prefix[cand] == qp)
+    full = hit & (entries["id"][cand] == q).all(axis=1)
+    out[full] = cand[full]
+    # Prefix equal, full id different: walk the run of equal prefixes (rare).
+    for i in np.flatnonzero(hit & ~full):
+        j = pos[i]
+        while j < n and prefix[j] == qp[i]:
+            if (entries["id"][j] == q[i]).all():
+                out[i] = j
+                break
+            j += 1
+    return out
+
+
 class ChunkIndex:
     """Every published chunk's location, sorted by id prefix for batched binary search.
 
-    Built from all pack indexes when the store is opened; packs published later by
-    this process are merged in with :meth:`add`.
+    Built from all pack indexes when the store is opened. Packs published later by
+    this process (:meth:`add`) go to a small second sorted level, so that adding a
+    pack costs a sort of the new entries, not of the whole index (a registration
+    into a store of millions of chunks stays cheap); the levels are merged when the
+    second one grows past an eighth of the first. Positions returned by
+    :meth:`locate` address the two levels as one array (:meth:`rows`).
     """
+
+    MERGE_MIN = 1 << 16
 
     def __init__(self):
         self.pack_ids: list[str] = []
-        self._parts: list[tuple[int, np.ndarray]] = []
+        self._main_parts: list[tuple[int, np.ndarray]] = []
+        self._delta_parts: list[tuple[int, np.ndarray]] = []
         self._dirty = True
         self._lock = threading.Lock()
-        self.entries = np.zeros(0, dtype=ENTRY_DTYPE)
-        self.pack_no = np.zeros(0, dtype=np.int32)
-        self.prefix = np.zeros(0, dtype=np.uint64)
+        self.entries, self.pack_no, self.prefix = _sorted_level([])
+        self._d_entries, self._d_pack_no, self._d_prefix = _sorted_level([])
 
     def add(self, pack_id: str, entries: np.ndarray) -> None:
         with self._lock:
             self.pack_ids.append(pack_id)
-            self._parts.append((len(self.pack_ids) - 1, entries))
+            self._delta_parts.append((len(self.pack_ids) - 1, entries))
             self._dirty = True
 
     def _build(self) -> None:
         with self._lock:
             if not self._dirty:
                 return
-            if self._parts:
-                ent = np.concatenate([e for _, e in self._parts])
-                pno = np.concatenate([np.full(len(e), i, np.int32) for i, e in self._parts])
-            else:
-                ent, pno = np.zeros(0, ENTRY_DTYPE), np.zeros(0, np.int32)
-            pre = _prefix(ent["id"]) if len(ent) else np.zeros(0, np.uint64)
-            order = np.argsort(pre, kind="stable")
-            self.entries, self.pack_no, self.prefix = ent[order], pno[order], pre[order]
+            n_delta = sum(len(e) for _, e in self._delta_parts)
+            if not len(self.entries) or n_delta > max(self.MERGE_MIN, len(self.entries) // 8):
+                self._main_parts += self._delta_parts
+                self._delta_parts = []
+                self.entries, self.pack_no, self.prefix = _sorted_level(self._main_parts)
+            self._d_entries, self._d_pack_no, self._d_prefix = _sorted_level(self._delta_parts)
             self._dirty = False
 
     def __len__(self) -> int:
         self._build()
-        return len(self.entries)
+        return len(self.entries) + len(self._d_entries)
 
     def locate(self, ids) -> np.ndarray:
-        """Positions in :attr:`entries` of each id, or -1 where the id is not stored."""
+        """Positions (see :meth:`rows`) of each id, or -1 where the id is not stored."""
         self._build()
         q = ids_to_array(ids)
-        out = np.full(len(q), -1, dtype=np.int64)
-        if not len(q) or not len(self.entries):
-            return out
-        qp = _prefix(q)
-        pos = np.searchsorted(self.prefix, qp)
-        n = len(self.entries)
-        cand = np.minimum(pos, n - 1)
-        hit = (pos < n) & (self.prefix[cand] == qp)
-        full = hit & (self.entries["id"][cand] == q).all(axis=1)
-        out[full] = cand[full]
-        # Prefix equal, full id different: walk the run of equal prefixes (rare).
-        for i in np.flatnonzero(hit & ~full):
-            j = pos[i]
-            while j < n and self.prefix[j] == qp[i]:
-                if (self.entries["id"][j] == q[i]).all():
-                    out[i] = j
-                    break
-                j += 1
+        qp = _prefix(q) if len(q) else np.zeros(0, np.uint64)
+        out = _search(self.prefix, self.entries, q, qp)
+        miss = np.flatnonzero(out < 0)
+        if len(miss) and len(self._d_entries):
+            d = _search(self._d_prefix, self._d_entries, q[miss], qp[miss])
+            out[miss[d >= 0]] = d[d >= 0] + len(self.entries)
         return out
+
+    def rows(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(entries, pack numbers) at positions from :meth:`locate` (all >= 0)."""
+        pos = np.asarray(pos, dtype=np.int64)
+        n = len(self.entries)
+        if not len(self._d_entries):
+            return self.entries[pos], self.pack_no[pos]
+        main = pos < n
+        ent = np.empty(len(pos), dtype=ENTRY_DTYPE)
+        pno = np.empty(len(pos), dtype=np.int32)
+        ent[main], pno[main] = self.entries[pos[main]], self.pack_no[pos[main]]
+        ent[~main], pno[~main] = self._d_entries[pos[~main] - n], self._d_pack_no[pos[~main] - n]
+        return ent, pno
 
     def contains(self, ids) -> np.ndarray:
         return self.locate(ids) >= 0
@@ -267,11 +306,12 @@ class Store:
 
     # ------------------------------------------------------------------ reads
     def locate(self, chunk_id: bytes) -> ChunkRef:
-        pos = int(self.index.locate([chunk_id])[0])
-        if pos < 0:
+        pos = self.index.locate([chunk_id])
+        if pos[0] < 0:
             raise StoreCorruption(f"chunk {chunk_id.hex()} is referenced but not stored")
-        e = self.index.entries[pos]
-        return ChunkRef(self.index.pack_ids[self.index.pack_no[pos]], int(e["offset"]),
+        ents, pnos = self.index.rows(pos)
+        e = ents[0]
+        return ChunkRef(self.index.pack_ids[int(pnos[0])], int(e["offset"]),
                         int(e["stored"]), int(e["raw"]), int(e["codec"]))
 
     def _pread(self, pack_id: str, offset: int, length: int) -> bytes:
@@ -295,10 +335,10 @@ class Store:
             missing = bytes(ids_to_array(ids)[int(np.flatnonzero(pos < 0)[0])]).hex()
             raise StoreCorruption(f"chunk {missing} is referenced but not stored "
                                   f"({int((pos < 0).sum())} chunks missing); run `mlops data verify`")
-        e = self.index.entries[pos]
+        e, pno = self.index.rows(pos)
         names = self.index.pack_ids
         return [ChunkRef(names[p], o, s, r, c) for p, o, s, r, c in zip(
-            self.index.pack_no[pos].tolist(), e["offset"].tolist(), e["stored"].tolist(),
+            pno.tolist(), e["offset"].tolist(), e["stored"].tolist(),
             e["raw"].tolist(), e["codec"].tolist())]
 
     def read_chunk(self, chunk_id: bytes, verify: bool = True, ref: ChunkRef | None = None) -> bytes:
