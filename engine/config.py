@@ -43,3 +43,7 @@ REGISTRY_CHECKPOINT_EVERY = 1000
 #: Registry: a snapshot of the whole query index every this many commits, so that a host
 #: without an index starts from it instead of replaying the log (0 disables).
 REGISTRY_STATE_EVERY = 10_000
+
+#: drift() of raw data: numeric columns are sorted and tested a block of columns at a time,
+#: with about this many bytes of float64 sorted values (both sides) per block; None: all at once.
+DRIFT_BLOCK_BYTES: int | None = 512 << 20

@@ -387,3 +387,108 @@ def test_raw_side_sort_casts_into_one_packed_array_bit_identically():
         assert a.values.tobytes() == b.values.tobytes()
         np.testing.assert_array_equal(a.offsets, b.offsets)
         np.testing.assert_array_equal(a.nan_counts, b.nan_counts)
+
+
+def _mixed_tables(n_ref=1500, n_cur=900):
+    """37 numeric columns of mixed dtypes and oddities, plus categorical and text columns."""
+    out = []
+    for side, (n, seed) in enumerate(((n_ref, 11), (n_cur, 12))):
+        rng = np.random.default_rng(seed)
+        cols = {}
+        for i in range(37):
+            kind = i % 9
+            x = rng.normal(size=n) + (0.4 if side and i % 5 == 0 else 0.0)
+            if kind == 0:
+                a = pa.array(x.astype(np.float32))
+            elif kind == 1:
+                a = pa.array(x)
+            elif kind == 2:
+                a = pa.array(np.round(x * 10).astype(np.int64))
+            elif kind == 3:
+                a = pa.array(rng.integers(0, 7 + side, size=n).astype(np.uint8))
+            elif kind == 4:  # many NaN: a small count, the small-sample tests decide
+                x[rng.random(n) < 0.6] = np.nan
+                a = pa.array(x.astype(np.float32))
+            elif kind == 5:  # nulls
+                a = pa.array(x, mask=rng.random(n) < 0.1)
+            elif kind == 6:  # constant
+                a = pa.array(np.full(n, 3.0))
+            elif kind == 7:  # empty after NaN
+                a = pa.array(np.full(n, np.nan, dtype=np.float32))
+            else:  # infinities and an int32
+                x[:5] = np.inf
+                a = pa.array(x) if i % 2 else pa.array((x[5:] * 3).astype(np.int32).tolist()
+                                                       + [None] * 5, type=pa.int32())
+            cols[f"n{i}"] = a
+        cols["cat"] = rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3 + 0.1 * side, 0.2 - 0.1 * side])
+        cols["flag"] = rng.random(n) < 0.3
+        words = np.array(["alpha", "beta", "gamma", "delta", "épsilon", "жук", "月"])
+        cols["txt"] = [" ".join(rng.choice(words, size=6)) + f" {j}" for j in range(n)]
+        if side == 0:
+            cols["gone"] = rng.normal(size=n)  # missing from the current data
+            cols["retyped"] = rng.normal(size=n)
+        else:
+            cols["retyped"] = rng.choice(["x", "y"], size=n)  # numeric in the reference only
+            cols["extra"] = rng.normal(size=n)  # not in the reference
+        out.append(pa.table(cols))
+    return out
+
+
+def _same_report(a, b):
+    # repr round-trips floats exactly (and NaN == NaN here, unlike Table.equals)
+    assert a.table.schema == b.table.schema
+    assert repr(a.table.to_pylist()) == repr(b.table.to_pylist())
+    assert repr(a.distributions) == repr(b.distributions)
+    b.meta["created"] = a.meta["created"]
+    assert a.to_json() == b.to_json()
+
+
+@pytest.mark.parametrize("variant", ["default", "all_tests", "types", "profile_ref",
+                                     "profile_ref_no_sample", "pandas", "ndarray"])
+def test_blocks_of_columns_give_identical_reports(monkeypatch, variant):
+    """drift() of raw data in blocks of numeric columns equals drift() of all at once, exactly."""
+    import importlib
+
+    from engine import config
+
+    profile_mod = importlib.import_module("engine.monitor.profile")
+    ref, cur = _mixed_tables()
+    kw = {}
+    if variant == "all_tests":
+        kw["tests"] = ["cvm", "ks", "wasserstein", "wasserstein_normed", "psi", "jensenshannon",
+                       "hellinger", "chi2", "jensenshannon_trigrams"]
+        kw["thresholds"] = {"wasserstein": 0.2}
+    elif variant == "types":
+        kw["types"] = {"n2": "categorical", "cat": "categorical", "n7": "numeric"}
+    elif variant == "profile_ref":
+        ref = profile_mod.profile(ref, sample_size=700)
+    elif variant == "profile_ref_no_sample":
+        ref = profile_mod.profile(ref, sample_size=0)
+    elif variant == "pandas":
+        ref, cur = ref.to_pandas(), cur.to_pandas()
+    elif variant == "ndarray":
+        num = [f"n{i}" for i in range(37) if i % 9 not in (5, 8)]  # no nulls in a 2-D array
+        ref, cur = (np.column_stack([t.column(c).to_numpy().astype(np.float64) for c in num])
+                    for t in (ref, cur))
+        kw["columns"] = num
+
+    widths = []
+    real = profile_mod.sorted_profile
+
+    def spy(data, **k):
+        if not k.get("defer_numeric"):
+            widths.append(len(k["columns"]) if k.get("columns") is not None else None)
+        return real(data, **k)
+
+    monkeypatch.setattr(profile_mod, "sorted_profile", spy)
+    monkeypatch.setattr(config, "DRIFT_BLOCK_BYTES", None)  # everything at once
+    whole = drift(ref, cur, **kw)
+    n_ref = 1500 if not isinstance(ref, profile_mod.Profile) else 0
+    for per in (1, 5, 37):
+        widths.clear()
+        monkeypatch.setattr(config, "DRIFT_BLOCK_BYTES", per * 8 * (n_ref + 900) + 7)
+        _same_report(whole, drift(ref, cur, **kw))
+        # only the block's columns are read; several blocks when they do not all fit
+        assert widths and all(w is not None and w <= per for w in widths)
+        assert len(widths) >= (2 if per < 30 else 1)
+    assert whole.table.num_rows > 37

@@ -2,8 +2,9 @@
 
 Both sides may be raw data (a ``pyarrow.Table``, a pandas DataFrame, a 2-D NumPy
 array or a mapping of columns) or :class:`~engine.monitor.profile.Profile` objects.
-A raw side's numeric columns are all sorted at once, NaN dropped
-(:func:`~engine.monitor.profile.sorted_profile`): its whole column is the
+A raw side's numeric columns are sorted, NaN dropped
+(:func:`~engine.monitor.profile.sorted_profile`; a block of columns at a time when
+the current side is raw, see :mod:`engine.monitor.drift_blocks`): its whole column is the
 "sample", so the exact tests see every value, and the numbers equal those of its
 exact profile (``profile(data, sample_size=None)``) without computing the rest
 of one. The current side is binned on the reference's quantile edges. With a
@@ -39,6 +40,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
+from .drift_blocks import _current_hists, _no_sample_reason, _packed
 from .drift_report import TABLE_SCHEMA, DriftReport
 
 P_TESTS = {"ks", "cvm", "chi2", "gtest", "mmd"}
@@ -85,7 +87,8 @@ def adjust_pvalues(p: np.ndarray, method: str | None) -> np.ndarray:
     return out
 
 
-def _as_profile(data, name: str, edges_from=None, columns=None, types=None, bins=10):
+def _as_profile(data, name: str, edges_from=None, columns=None, types=None, bins=10,
+                defer=False):
     from .profile import Profile, sorted_profile
 
     if isinstance(data, Profile):
@@ -93,7 +96,7 @@ def _as_profile(data, name: str, edges_from=None, columns=None, types=None, bins
     try:
         # Every value, sorted, so the exact tests see the whole column; no more than that.
         return sorted_profile(data, columns=columns, types=types, bins=bins,
-                              edges_from=edges_from)
+                              edges_from=edges_from, defer_numeric=defer)
     except TypeError as exc:
         raise TypeError(f"{name}: {exc}") from None
 
@@ -179,8 +182,10 @@ def drift(reference, current, *, tests=None, columns=None, types=None, threshold
             raise ValueError(f"{nm} must be in ({lo}, {hi}], got {v!r}")
     if correction not in ("bh", "bonferroni", None):
         raise ValueError(f"correction must be 'bh', 'bonferroni' or None, got {correction!r}")
-    ref = _as_profile(reference, "reference", columns=columns, types=types, bins=bins)
-    cur = _as_profile(current, "current", edges_from=ref, columns=columns, types=types, bins=bins)
+    from . import drift_blocks
+
+    # raw current data: numeric columns deferred, then sorted and tested in blocks of columns
+    ref, cur, blocked = drift_blocks.profiles(reference, current, columns, types, bins)
     names = list(columns) if columns is not None else list(ref.columns)
     _check_thresholds(thresholds, set(ref.columns) | set(cur.columns))
     rows: list[dict] = []
@@ -207,7 +212,11 @@ def drift(reference, current, *, tests=None, columns=None, types=None, threshold
     extra = sorted(set(cur.columns) - set(ref.columns)) if columns is None else []
     for name in extra:
         rows.append(_untested(name, cur.columns[name].kind, "column is not in the reference"))
-    rows += _numeric_rows(ref, cur, numeric, tests, dists)
+    if blocked:
+        rows += drift_blocks.numeric_rows(reference, current, ref, cur, numeric, tests, dists,
+                                          columns, types, bins)
+    else:
+        rows += _numeric_rows(ref, cur, numeric, tests, dists)
     rows += _categorical_rows(ref, cur, categorical, tests, dists)
     rows += _text_rows(ref, cur, text, tests, dists)
     if tests is not None and "mmd" in tests and numeric:
@@ -246,7 +255,7 @@ def _primary(names, n_ref, n_cur, tests, small_test, large_test) -> list[str]:
     return [small_test if min(a, b) <= SMALL_SAMPLE else large_test for a, b in zip(n_ref, n_cur)]
 
 
-def _numeric_rows(ref, cur, names, tests, dists) -> list[dict]:
+def _numeric_rows(ref, cur, names, tests, dists, ref_pack=None) -> list[dict]:
     from ..kernels import drift as K
 
     if not names:
@@ -257,7 +266,8 @@ def _numeric_rows(ref, cur, names, tests, dists) -> list[dict]:
 
     out = {}
     if {"ks", "wasserstein", "wasserstein_normed", "cvm"} & set(run):
-        (r, r_std), (c, _) = _packed(ref, names, std=True), _packed(cur, names)
+        r, r_std = ref_pack if ref_pack is not None else _packed(ref, names, std=True)
+        c, _ = _packed(cur, names)
         res = K.numeric_drift_columns(r, c, ref_std=r_std)
         out = {"ks": res["ks_2samp"], "wasserstein": res["wasserstein"],
                "wasserstein_normed": res["wasserstein_normed"], "cvm": res["cvm_2samp"]}
@@ -302,89 +312,6 @@ def _numeric_rows(ref, cur, names, tests, dists) -> list[dict]:
         dists[n] = {"kind": "numeric", "edges": np.asarray(col.edges).tolist(),
                     "ref": np.asarray(col.hist).tolist(), "cur": h.astype(np.int64).tolist()}
     return rows
-
-
-def _no_sample_reason(col, side) -> str | None:
-    """Why the exact tests cannot run on a profile column that keeps no sample, else None."""
-    from .profile import NumericColumn
-
-    if isinstance(col, NumericColumn) and col.count > 0 and len(col.sample) == 0:
-        return (f"{side} profile keeps no sample (sample_size={col.sample_size}): exact tests "
-                "need one")
-    return None
-
-
-def _current_hists(ref, cur, names):
-    """Current histograms over the reference's bins, and ``{column: reason}`` where impossible.
-
-    A current profile built without ``edges_from=<reference>`` has bins of its own:
-    it is rebinned from its sample when that holds every value (exact), else its
-    histogram tests are not run.
-    """
-    from .profile import NumericColumn, SortedNumericColumn
-    from .profile_numeric import _hist_sorted
-
-    hists, unbinned = [], {}
-    for n in names:
-        rc, cc = ref.columns[n], cur.columns[n]
-        re_, ce = np.asarray(rc.edges, dtype=np.float64), np.asarray(cc.edges, dtype=np.float64)
-        h = np.asarray(cc.hist, dtype=np.float64)
-        if re_.shape != ce.shape or not np.array_equal(re_, ce, equal_nan=True):
-            if not len(re_):
-                h = np.zeros(len(np.asarray(rc.hist)))
-            elif isinstance(cc, SortedNumericColumn) or (
-                    isinstance(cc, NumericColumn) and cc.sample_is_complete):
-                h = _hist_sorted(np.asarray(cc.sample, dtype=np.float64), re_).astype(np.float64)
-            else:
-                h = np.zeros(len(re_) + 1)
-                unbinned[n] = ("histogram edges differ from the reference's and the current "
-                               "profile's sample is not complete, so it cannot be rebinned; "
-                               "build the current profile with edges_from=<reference>")
-        hists.append(h)
-    return hists, unbinned
-
-
-_PACKS_KEPT = 4  # packings of different column lists kept per profile
-
-
-def _packed(p, names, std=False):
-    """``(SortedColumns, std or None)`` of the samples of columns ``names`` of profile ``p``.
-
-    A raw side's sorted pack is used as it is when it holds exactly these
-    columns. A profile's samples are packed (and their spread computed) once
-    and kept on it, so that every later batch compared with the same
-    reference skips both; the kept pack is used only while the profile's
-    columns still hold the very sample arrays it was made of.
-    """
-    from ..kernels import drift as K
-    from .profile import SortedNumericColumn
-
-    cols = [p.columns[n] for n in names]
-    if all(isinstance(c, SortedNumericColumn) for c in cols):
-        pack = cols[0].pack
-        if pack.n_columns == len(cols) and all(c.pack is pack and c.index == j
-                                              for j, c in enumerate(cols)):
-            return pack, None
-    key = tuple(names)
-    samples = [c.sample for c in cols]
-    nans = [int(c.nans) for c in cols]
-    kept = p._derived.setdefault("packs", {})
-    hit = kept.get(key)
-    if hit is not None and hit[1] == nans and all(a is b for a, b in zip(hit[0], samples)):
-        if std and hit[3] is None:
-            hit[3] = K.std_columns(hit[2])
-        return hit[2], hit[3]
-    vals = [np.asarray(v, dtype=np.float64) for v in samples]
-    offs = np.zeros(len(vals) + 1, dtype=np.int64)
-    offs[1:] = np.cumsum([len(v) for v in vals])
-    values = np.concatenate(vals) if vals else np.zeros(0)
-    pack = K.SortedColumns.from_packed(values, offs, np.array(nans, dtype=np.int64),
-                                       assume_sorted=True)
-    sd = K.std_columns(pack) if std else None
-    while len(kept) >= _PACKS_KEPT:
-        kept.pop(next(iter(kept)))
-    kept[key] = [samples, nans, pack, sd]
-    return pack, sd
 
 
 def _count_pairs(ref_counts: list[dict], cur_counts: list[dict]):

@@ -84,6 +84,9 @@ Examples
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import pyarrow as pa
 
@@ -220,6 +223,18 @@ def _sorted_numeric_columns(cols, edges, bins) -> dict:
     return out
 
 
+@dataclass
+class DeferredNumericColumn:
+    """A numeric column of raw data not read yet: what :func:`sorted_profile` with
+    ``defer_numeric=True`` gives, so that :func:`engine.monitor.drift` knows the kinds of
+    all columns and reads the numeric ones later, a block of columns at a time."""
+
+    name: str
+    dtype: str
+    nulls: int
+    kind: ClassVar[str] = "numeric"
+
+
 def profile(data, *, columns=None, types=None, sample_size: int | None = 100_000, bins: int = 10,
             top_k: int = 100, trigram_buckets: int = 4096, edges_from: Profile | None = None,
             seed: int = 0, comm=None) -> Profile:
@@ -276,7 +291,7 @@ def profile(data, *, columns=None, types=None, sample_size: int | None = 100_000
 
 
 def sorted_profile(data, *, columns=None, types=None, bins: int = 10,
-                   edges_from: Profile | None = None) -> Profile:
+                   edges_from: Profile | None = None, defer_numeric: bool = False) -> Profile:
     """What :func:`engine.monitor.drift` needs of raw data: :func:`profile`, lean for numbers.
 
     Numeric columns become :class:`SortedNumericColumn` (every value, sorted
@@ -284,9 +299,12 @@ def sorted_profile(data, *, columns=None, types=None, bins: int = 10,
     ``edges_from``'s edges or the data's quantiles) instead of
     :class:`NumericColumn`: no moments, sample keys or copies per column.
     Other kinds are profiled as :func:`profile` does. Not mergeable or
-    serializable; for the drift tests only.
+    serializable; for the drift tests only. With ``defer_numeric=True`` the numeric
+    columns are not read at all: each is a :class:`DeferredNumericColumn` (numeric
+    columns whose values do not cast to numbers are still found and made invalid).
     """
-    return _build(data, columns, types, None, bins, 100, 4096, edges_from, 0, None, lean=True)
+    return _build(data, columns, types, None, bins, 100, 4096, edges_from, 0, None,
+                  lean="defer" if defer_numeric else True)
 
 
 def _build(data, columns, types, sample_size, bins, top_k, trigram_buckets, edges_from, seed,
@@ -325,8 +343,13 @@ def _build(data, columns, types, sample_size, bins, top_k, trigram_buckets, edge
         buckets[c.name] = len(r.trigrams) if isinstance(r, TextColumn) else trigram_buckets
 
     numeric = [c for c in cols if kinds[c.name] == "numeric"]
-    out = _sorted_numeric_columns(numeric, edges, bins) if lean else \
-        _numeric_columns(numeric, n_rows, edges, bins, sample_size, seed, rank)
+    if lean == "defer":
+        out, ok = _castable(numeric)
+        out.update({c.name: DeferredNumericColumn(c.name, c.dtype, c.nulls) for c in ok})
+    elif lean:
+        out = _sorted_numeric_columns(numeric, edges, bins)
+    else:
+        out = _numeric_columns(numeric, n_rows, edges, bins, sample_size, seed, rank)
     for c in cols:
         kind = kinds[c.name]
         try:
@@ -358,6 +381,7 @@ __all__ = [
     "CATEGORY_CAP_FACTOR",
     "CategoricalColumn",
     "ColumnProfile",
+    "DeferredNumericColumn",
     "InvalidColumn",
     "NumericColumn",
     "Profile",

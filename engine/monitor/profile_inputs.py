@@ -148,6 +148,16 @@ def _column(name: str, v) -> _Col:
                     f"got {type(v).__name__}")
 
 
+class _FrameColumns:
+    """``frame.iloc[:, j]`` on demand (a Series per selected column, not per column)."""
+
+    def __init__(self, frame):
+        self.frame = frame
+
+    def __getitem__(self, j: int):
+        return self.frame.iloc[:, j]
+
+
 def _columns_of(data, columns) -> tuple[list[_Col], int]:
     if columns is not None:
         if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
@@ -172,7 +182,7 @@ def _columns_of(data, columns) -> tuple[list[_Col], int]:
         names, values, n = data.column_names, data.columns, data.num_rows
     elif _is_pandas(data, "DataFrame"):
         names = [str(c) for c in data.columns]
-        values = [data.iloc[:, j] for j in range(data.shape[1])]
+        values = _FrameColumns(data)  # only the selected columns are taken out
         n = data.shape[0]
     elif isinstance(data, Mapping):
         names, values, n = [], [], None
