@@ -50,6 +50,32 @@ def _sq_run(a, c):
     return fa * fc * fc - 2.0 * fc * fa * (fa + 1.0) + 4.0 * (fa * (fa + 1.0) * (2.0 * fa + 1.0) / 6.0)
 
 
+@numba.njit(inline="always", **_JIT)
+def _end_group(i, j, i0, j0, n1, n2, inv, gap, hi, hi_num, lo, lo_num, w, sx, sy):
+    """Fold the tie group that ends at merge position (i, j) into the KS extremes, the
+    W1 sum and the CvM rank sums (one place for both loops of ``_merge_walk``)."""
+    num = i * n2 - j * n1
+    if num >= hi_num:
+        f = i / n1 - j / n2
+        hi = f if (num > hi_num or f > hi) else hi
+        hi_num = num
+    if num <= lo_num:
+        f = i / n1 - j / n2
+        lo = f if (num < lo_num or f < lo) else lo
+        lo_num = num
+    if num != 0:
+        w += abs(num) * inv * gap
+    a = i - i0
+    b = j - j0
+    if a + b == 1:  # no tie: rank minus position is the other sample's count
+        sx += float(a * (4 * j0 * j0))
+        sy += float(b * (4 * i0 * i0))
+    else:
+        sx += _sq_run(a, 2 * j0 + a + b + 1)
+        sy += _sq_run(b, 2 * i0 + a + b + 1)
+    return hi, hi_num, lo, lo_num, w, sx, sy
+
+
 @numba.njit(**_JIT)
 def _merge_walk(x, y):
     """Walk two non-empty sorted samples once; returns ``(d, w1, u)``.
@@ -99,25 +125,8 @@ def _merge_walk(x, y):
         take = xi <= yj
         nxt = xi if take else yj
         if nxt != v:  # v's tie group ends here
-            num = i * n2 - j * n1
-            if num >= hi_num:
-                f = i / n1 - j / n2
-                hi = f if (num > hi_num or f > hi) else hi
-                hi_num = num
-            if num <= lo_num:
-                f = i / n1 - j / n2
-                lo = f if (num < lo_num or f < lo) else lo
-                lo_num = num
-            if num != 0:
-                w += abs(num) * inv * (nxt - v)
-            a = i - i0
-            b = j - j0
-            if a + b == 1:  # no tie: rank minus position is the other sample's count
-                sx += float(a * (4 * j0 * j0))
-                sy += float(b * (4 * i0 * i0))
-            else:
-                sx += _sq_run(a, 2 * j0 + a + b + 1)
-                sy += _sq_run(b, 2 * i0 + a + b + 1)
+            hi, hi_num, lo, lo_num, w, sx, sy = _end_group(
+                i, j, i0, j0, n1, n2, inv, nxt - v, hi, hi_num, lo, lo_num, w, sx, sy)
             i0 = i
             j0 = j
         v = nxt
@@ -128,25 +137,8 @@ def _merge_walk(x, y):
         nt = (i < n1) & ((j >= n2) | (xi <= yj))
         nxt = xi if nt else yj
         if (nxt != v) | ((i == n1) & (j == n2)):
-            num = i * n2 - j * n1
-            if num >= hi_num:
-                f = i / n1 - j / n2
-                hi = f if (num > hi_num or f > hi) else hi
-                hi_num = num
-            if num <= lo_num:
-                f = i / n1 - j / n2
-                lo = f if (num < lo_num or f < lo) else lo
-                lo_num = num
-            if num != 0:
-                w += abs(num) * inv * (nxt - v)
-            a = i - i0
-            b = j - j0
-            if a + b == 1:  # no tie: rank minus position is the other sample's count
-                sx += float(a * (4 * j0 * j0))
-                sy += float(b * (4 * i0 * i0))
-            else:
-                sx += _sq_run(a, 2 * j0 + a + b + 1)
-                sy += _sq_run(b, 2 * i0 + a + b + 1)
+            hi, hi_num, lo, lo_num, w, sx, sy = _end_group(
+                i, j, i0, j0, n1, n2, inv, nxt - v, hi, hi_num, lo, lo_num, w, sx, sy)
             i0 = i
             j0 = j
         if (i == n1) & (j == n2):
