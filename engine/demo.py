@@ -65,6 +65,52 @@ def _edit(data: str, rng: np.random.Generator) -> list[str]:
             "renamed labels/0007.csv, added README.txt"]
 
 
+def _registry_and_monitor(store, wd: str, versions, rng: np.random.Generator) -> bool:
+    """Train (pretend) on each dataset version, register and promote the models through a
+    gate, trace the lineage, profile the training features and test a drifted batch."""
+    import pyarrow as pa
+
+    from engine.monitor import drift, profile
+    from engine.registry import GateRejected, Registry
+
+    reg = Registry(store, index_path=os.path.join(wd, "registry-index.sqlite"))
+    features = pa.table({f"f{i}": rng.normal(size=20_000) for i in range(8)})
+    models = []
+    for v, final in zip(versions, (0.40, 0.31)):
+        with reg.start_run("demo-train", params={"lr": 0.01, "data": v.ref}, inputs=[v]) as run:
+            for step in range(200):
+                run.log_metric("loss", final + 2.0 / (step + 1), step=step)
+            run.log_metric("val_loss", final)
+            weights = {"w": rng.normal(size=(64, 16)).astype(np.float32),
+                       "b": np.zeros(16, np.float32)}
+            models.append(run.log_model("demo-model", weights))
+    reg.promote(models[0].ref, "production", gate="val_loss<=")
+    reg.promote(models[1].ref, "production", gate="val_loss<=")
+    try:
+        reg.promote(models[0].ref, "production", gate="val_loss<=")
+        gate_held = False
+    except GateRejected:
+        gate_held = True
+    prod = reg.get("demo-model@production")
+    print(f"  registry: {prod.ref} is production (val_loss {reg.metric_of(prod, 'val_loss')}); "
+          f"promoting {models[0].ref} back was {'rejected by the gate' if gate_held else 'ALLOWED'}")
+    up = reg.lineage("demo-model@production")["up"]
+    chain = " <- ".join([up[0][1]] + [src for src, _ in up])
+    print(f"  lineage: {chain}")
+    prof = reg.register("demo-features", profile(features), inputs=[versions[-1]])
+    current = pa.table({name: features.column(name).to_numpy()[:5000] + (0.8 if i < 2 else 0.0)
+                        for i, name in enumerate(features.column_names)})
+    rep = drift(reg.load_profile(prof.ref), current)
+    print(f"  monitor: profile {prof.ref} of the training features; a batch with 2 shifted "
+          f"columns: {rep.summary()} ({', '.join(rep.drifted_columns)})")
+    last = reg.history(limit=1)[0]
+    print(f"  audit: {reg.refresh()} registry commits, the last by {last['user']}@{last['host']}: "
+          f"{last['summary']}")
+    reg.close()
+    return prod.version == models[1].version and gate_held and \
+        set(rep.drifted_columns) == {"f0", "f1"}
+
+
 def run_demo(size_mib: int = 64, workdir: str | None = None, seed: int = 0) -> int:
     import engine.data as D
     from engine.store import Store
@@ -122,8 +168,9 @@ def run_demo(size_mib: int = 64, workdir: str | None = None, seed: int = 0) -> i
         total = v1.bytes + v2.bytes
         print(f"  two versions, {total / 2**20:.1f} MiB of files, stored in "
               f"{_store_bytes(store_root) / 2**20:.1f} MiB")
+        ok_reg = _registry_and_monitor(store, wd, [v1, v2], rng)
         print("mlops demo: done")
-        return 0 if ok and rep.ok else 1
+        return 0 if ok and rep.ok and ok_reg else 1
     finally:
         if own:
             shutil.rmtree(wd, ignore_errors=True)

@@ -88,3 +88,7 @@ def test_demo_reports_reuse(tmp_path):
     assert "byte-identical to the original" in out and "verify: " in out and "OK" in out
     line = next(ln for ln in out.splitlines() if "store grew by" in ln)
     assert int(line.split("store grew by ")[1].split(" KiB")[0]) < 3 * 1024  # 1 MiB appended + edges
+    # the registry and monitoring part: gate, lineage back to the data, drift found
+    assert "demo-model:v2 is production" in out and "rejected by the gate" in out
+    assert "lineage: demo-model:v2 <- run:" in out and "<- data:demo:v2" in out
+    assert "2 of 8 columns drifted" in out and "(f0, f1)" in out
