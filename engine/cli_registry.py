@@ -285,6 +285,18 @@ def cmd_pull(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    with _open(args) as reg:
+        rep = reg.verify(content=not args.log_only)
+    if not _out(args, rep):
+        print(f"{rep['commits']} commits, {rep['checkpoints']} checkpoints, {rep['states']} index "
+              f"snapshots, {rep['versions']} live versions: "
+              + ("OK" if rep["ok"] else f"{len(rep['problems'])} PROBLEMS"))
+        for p in rep["problems"]:
+            print("  " + ", ".join(f"{k}={v}" for k, v in p.items()))
+    return 0 if rep["ok"] else 1
+
+
 def _lineage_root(reg, ref: str) -> str:
     if ref.startswith("data:"):
         from .data.version import resolve
@@ -443,6 +455,14 @@ def add_parser(sub, parser_class) -> None:
             cmd_pull)
     p.add_argument("ref", help="version reference")
     p.add_argument("dest", help="destination directory")
+    common(p)
+
+    p = cmd(msub, "verify", "re-read the registry's log and check every live version's content",
+            "Re-read every commit, checkpoint and index snapshot (what a warm index would not "
+            "notice), and check that every live version's manifest is intact and its chunks "
+            "are stored. Exit 1 if anything is wrong. `mlops data verify` re-hashes the chunks.",
+            ["mlops model verify", "mlops model verify --log-only --json"], cmd_verify)
+    p.add_argument("--log-only", action="store_true", help="skip the content checks")
     common(p)
 
     p = cmd(msub, "lineage", "what a version came from and what came from it",

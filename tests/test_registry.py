@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from engine import config
 from engine.data import snapshot
 from engine.registry import (
     GateError,
@@ -536,3 +537,24 @@ def test_run_tags_are_not_filed_under_an_artifact(reg):
     assert [e["summary"] for e in reg.history("run")] == [
         'tag run:v1 {"stage": "x"}', "register run:v1 (model, " + reg.get("run").id[:12] + ")"]
     assert reg.get_run(run.id)["tags"] == {"owner": "me"} and reg.get("run").tags == {"stage": "x"}
+
+
+def test_verify_finds_damage_a_warm_index_hides(reg, monkeypatch):
+    monkeypatch.setattr(config, "REGISTRY_CHECKPOINT_EVERY", 3)
+    for i in range(4):
+        reg.register("m", rand(100_000, 40 + i))
+    rep = reg.verify()
+    assert rep["ok"] and rep["commits"] == 4 and rep["checkpoints"] == 1 and rep["versions"] == 4
+    _rewrite_commit(reg, 2, lambda b: json.dumps(b | {"user": "mallory"}, sort_keys=True,
+                                                   separators=(",", ":")))
+    assert reg.get("m:v2").user != "mallory"  # the warm index does not notice
+    rep = reg.verify()
+    assert not rep["ok"]
+    assert {"problem": "checkpoint differs from the commit file", "checkpoint": 3, "seq": 2} \
+        in rep["problems"]
+    from engine.store.pack import pack_key
+
+    for pid in reg.store.pack_ids():  # lose the packs: content checks fail
+        os.remove(os.path.join(reg.store.root, *pack_key(pid, "idx").split("/")))
+    probs = {p["problem"] for p in reg.verify()["problems"]}
+    assert "content unreadable" in probs or "chunks missing" in probs

@@ -454,3 +454,23 @@ def test_as_a_process(registered, tmp_path):
     assert r.stderr.startswith("mlops model promote: rejected: clf:v2 not promoted to 'production'")
     r = mlops("log", "clf", "--json", "--limit", "1")
     assert r.returncode == 0 and json.loads(r.stdout)[0]["summary"] == "alias production of clf: none -> v1"
+
+
+def test_model_verify(tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+
+    monkeypatch.setenv("MLOPS_CACHE_DIR", str(tmp_path / "cache"))
+    store = str(tmp_path / "s")
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"weights" * 1000)
+    assert main(["model", "register", "m", str(f), "--store", store]) == 0
+    assert main(["model", "verify", "--store", store]) == 0
+    assert "1 commits" in capsys.readouterr().out
+    from engine.registry.log import commit_key
+
+    path = tmp_path / "s" / commit_key(1)
+    path.chmod(0o644)
+    path.write_text("garbage")
+    assert main(["model", "verify", "--store", store, "--json"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["problems"][0]["problem"] == "commit unreadable"

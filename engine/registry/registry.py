@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field
 
 from .. import config
 from ..store import AmbiguousReference, Store
@@ -15,74 +14,21 @@ from ..store.store import check_name, now_iso
 from .errors import GateError, GateRejected, RegistryError, UnknownReference
 from .index import Index, node
 from .log import CommitLog
+from .models import (
+    _VCOLS,
+    ModelVersion,
+    _check_metrics,
+    _default_kind,
+    _json_dict,
+    _single_file,
+    _version_from_row,
+)
 from .refs import KINDS, check_alias, gate_passes, parse_gate, parse_ref
 from .runs import Run, git_info, new_run_id, world_info
-
-_VCOLS = ("name, version, kind, id, format, size, files, created, user, host, run_id, metrics, "
-          "params, tags, message, content, deleted, seq")
+from .views import RegistryViews
 
 
-@dataclass
-class ModelVersion:
-    """One immutable version of an artifact (model, checkpoint, dataset or profile)."""
-
-    name: str
-    version: int
-    kind: str
-    id: str
-    format: str
-    size: int
-    files: int
-    created: str
-    user: str
-    host: str
-    run_id: str | None
-    metrics: dict
-    params: dict
-    tags: dict
-    message: str | None
-    content: dict = field(repr=False)
-    deleted: bool = False
-    seq: int = 0
-    aliases: list = field(default_factory=list)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:v{self.version}"
-
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("name", "version", "kind", "id", "format", "size",
-                                           "files", "created", "user", "host", "run_id",
-                                           "metrics", "params", "tags", "message", "aliases")}
-        d["ref"] = self.ref
-        return d
-
-
-def _version_from_row(row) -> ModelVersion:
-    r = list(row)
-    for i in (11, 12, 13, 15):
-        r[i] = json.loads(r[i]) if r[i] else ({} if i != 15 else None)
-    r[16] = bool(r[16])
-    return ModelVersion(*r)
-
-
-def _single_file(st: Store, man, label: str) -> tuple[str, bytes]:
-    from ..chunking import file_id
-
-    cols = man.to_pydict()
-    if len(cols["path"]) != 1 or cols["kind"][0] != "file":
-        raise RegistryError(f"{label} holds {len(cols['path'])} entries, not one file; use pull()")
-    chunks = cols["chunks"][0]
-    data = b"".join(st.read_chunk(c["id"]) for c in chunks)
-    if file_id((c["id"], c["length"]) for c in chunks) != cols["file_id"][0] or \
-            len(data) != cols["size"][0]:
-        from ..store import StoreCorruption
-
-        raise StoreCorruption(f"{label}: stored bytes do not match the file id")
-    return cols["path"][0], data
-
-
-class Registry:
+class Registry(RegistryViews):
     """The artifact and model registry of a store.
 
     Parameters
@@ -528,75 +474,3 @@ class Registry:
         n = self._input_node(ref)
         self._commit(lambda: [{"op": "run_input", "run_id": run.id, "node": n}])
         return n
-
-    def get_run(self, run_id: str) -> dict:
-        """A run's record (accepts a unique prefix of the id, 4+ characters)."""
-        from .views import run_record
-
-        return run_record(self, run_id)
-
-    def runs(self, name: str | None = None, status: str | None = None) -> list[dict]:
-        from .views import list_runs
-
-        return list_runs(self, name, status)
-
-    def metric_history(self, run_id: str, key: str | None = None):
-        from .views import metric_history
-
-        return metric_history(self, run_id, key)
-
-    # ------------------------------------------------------------------ views
-    def compare(self, ref_a, ref_b) -> dict:
-        from .views import compare
-
-        return compare(self, ref_a, ref_b)
-
-    def search(self, name: str | None = None, *, kind: str | None = None, tag=None,
-               metric: str | None = None, alias: str | None = None) -> list[ModelVersion]:
-        from .views import search
-
-        return search(self, name, kind, tag, metric, alias)
-
-    def lineage(self, ref, depth: int | None = None) -> dict:
-        from .views import lineage
-
-        return lineage(self, ref, depth)
-
-    def history(self, name: str | None = None, limit: int | None = None) -> list[dict]:
-        """The audit trail: commits (newest first), optionally only those about ``name``."""
-        from .views import history
-
-        return history(self, name, limit)
-
-    def gc(self, *, keep_last: int | None = None, keep_aliased: bool = True,
-           dry_run: bool = False, grace: float = 3600.0) -> dict:
-        from .views import gc
-
-        return gc(self, keep_last, keep_aliased, dry_run, grace)
-
-
-def _default_kind(obj) -> str:
-    if type(obj).__name__ == "Profile" and hasattr(obj, "to_bytes"):
-        return "profile"
-    if type(obj).__name__ == "Version" and type(obj).__module__.startswith("engine.data"):
-        return "dataset"
-    return "model"
-
-
-def _json_dict(d, what: str) -> dict:
-    from .runs import _json_value
-
-    if d is None:
-        return {}
-    if not isinstance(d, dict):
-        raise TypeError(f"{what} must be a dict, got {type(d).__name__}")
-    return {str(k): _json_value(v, f"{what}[{k!r}]") for k, v in d.items()}
-
-
-def _check_metrics(m) -> dict:
-    out = {}
-    for k, v in _json_dict(m, "metrics").items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"metrics[{k!r}] must be a number, got {v!r}")
-        out[k] = float(v) if v == v and abs(v) != float("inf") else None
-    return out

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from .errors import UnknownReference
 from .index import node
+from .models import ModelVersion
 from .refs import KINDS
 from .runs import METRIC_SCHEMA, metrics_dir
 
@@ -104,7 +105,7 @@ def compare(reg, ref_a, ref_b) -> dict:
 def search(reg, name, kind, tag, metric, alias) -> list:
     """Versions matching every filter: ``name`` (glob), ``kind``, ``tag`` (``"k=v"``, ``"k"``
     or a dict), ``metric`` (``"val_loss<0.3"``), ``alias``."""
-    from .registry import _VCOLS, _version_from_row
+    from .models import _VCOLS, _version_from_row
 
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -247,3 +248,102 @@ def live_manifest_blobs(store) -> list[tuple[str, dict]]:
             "SELECT name, version, content FROM versions WHERE deleted=0")]
     finally:
         reg.index.close()
+
+
+def verify(reg, content: bool = True) -> dict:
+    """Re-read the whole log, the checkpoints and the index snapshots, and (``content``)
+    check that every live version's manifest and chunks are stored and intact.
+
+    Catches what a warm index hides: a commit damaged after this host read it, a
+    checkpoint that disagrees with the commit files, a snapshot failing its checksum,
+    content that gc or a disk error removed. Returns ``{"ok", "commits", "checkpoints",
+    "states", "versions", "problems": [{"problem", ...}]}``.
+    """
+    from ..data import manifest as mf
+    from ..store import StoreError
+    from .errors import RegistryError
+
+    problems: list[dict] = []
+    head = reg.refresh()
+    log = reg.log
+    bodies: dict[int, dict] = {}
+    for seq in range(1, head + 1):
+        try:
+            body = log.read(seq)
+        except RegistryError as exc:
+            problems.append({"problem": "commit unreadable", "seq": seq, "detail": str(exc)})
+            continue
+        if body is None:
+            problems.append({"problem": "commit missing", "seq": seq})
+        else:
+            bodies[seq] = body
+    cps = log.checkpoints()
+    for last in cps:
+        try:
+            _first, rows = log.read_checkpoint(last)
+        except RegistryError as exc:
+            problems.append({"problem": "checkpoint unreadable", "checkpoint": last, "detail": str(exc)})
+            continue
+        for seq, text in rows:
+            if seq in bodies and json.loads(text) != bodies[seq]:
+                problems.append({"problem": "checkpoint differs from the commit file",
+                                 "checkpoint": last, "seq": seq})
+    states = log.states()
+    for seq in states:
+        try:
+            log.read_state(seq)
+        except RegistryError as exc:
+            problems.append({"problem": "index snapshot unreadable", "state": seq, "detail": str(exc)})
+    rows = reg.index.query("SELECT name, version, content FROM versions WHERE deleted=0")
+    if content:
+        reg.store.reload()  # see packs other processes published
+        for name, version, c in rows:
+            ref = f"{name}:v{version}"
+            try:
+                man = mf.from_bytes(reg.store.get_blob(json.loads(c)["manifest"]), f"manifest of {ref}")
+                ids = [ch["id"] for chunks in man.column("chunks").to_pylist() for ch in chunks or []]
+                have = reg.store.index.contains(ids) if ids else []
+                missing = len(ids) - int(sum(have))
+                if missing:
+                    problems.append({"problem": "chunks missing", "version": ref, "missing": missing})
+            except StoreError as exc:
+                problems.append({"problem": "content unreadable", "version": ref, "detail": str(exc)})
+    return {"ok": not problems, "commits": head, "checkpoints": len(cps), "states": len(states),
+            "versions": len(rows), "problems": problems}
+
+
+class RegistryViews:
+    """The read-side and maintenance methods of :class:`~engine.registry.Registry`
+    (a mixin: they call the module functions above with the registry)."""
+
+    def get_run(self, run_id: str) -> dict:
+        """A run's record (accepts a unique prefix of the id, 4+ characters)."""
+        return run_record(self, run_id)
+
+    def runs(self, name: str | None = None, status: str | None = None) -> list[dict]:
+        return list_runs(self, name, status)
+
+    def metric_history(self, run_id: str, key: str | None = None):
+        return metric_history(self, run_id, key)
+
+    def compare(self, ref_a, ref_b) -> dict:
+        return compare(self, ref_a, ref_b)
+
+    def search(self, name: str | None = None, *, kind: str | None = None, tag=None,
+               metric: str | None = None, alias: str | None = None) -> list[ModelVersion]:
+        return search(self, name, kind, tag, metric, alias)
+
+    def lineage(self, ref, depth: int | None = None) -> dict:
+        return lineage(self, ref, depth)
+
+    def history(self, name: str | None = None, limit: int | None = None) -> list[dict]:
+        """The audit trail: commits (newest first), optionally only those about ``name``."""
+        return history(self, name, limit)
+
+    def verify(self, *, content: bool = True) -> dict:
+        """Re-read the log, checkpoints and snapshots; check live versions' content."""
+        return verify(self, content)
+
+    def gc(self, *, keep_last: int | None = None, keep_aliased: bool = True,
+           dry_run: bool = False, grace: float = 3600.0) -> dict:
+        return gc(self, keep_last, keep_aliased, dry_run, grace)
