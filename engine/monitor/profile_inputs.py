@@ -24,6 +24,18 @@ from .profile_categorical import _as_strings, _value_counts
 # ---------------------------------------------------------------------------
 
 
+def _numeric_chunk(c):
+    """An Arrow chunk as integers or floats: dictionaries decoded, times as int64, the rest
+    (decimal, bool, numeric strings) cast to float64 (ArrowInvalid if that fails)."""
+    if pa.types.is_dictionary(c.type):
+        c = c.dictionary_decode()
+    if pa.types.is_temporal(c.type):
+        c = c.cast(pa.int64())
+    if not (pa.types.is_integer(c.type) or pa.types.is_floating(c.type)):
+        c = pc.cast(c, pa.float64())
+    return c
+
+
 @dataclass
 class _Col:
     """One input column: an Arrow chunked array, a 1-D NumPy array, or column j of a 2-D array."""
@@ -71,15 +83,7 @@ class _Col:
         if self.arrow is None:
             a = self.array if self.array is not None else self.matrix[:, self.j]
             return a.astype(np.float64, copy=False)
-        parts = []
-        for c in self.arrow.chunks:
-            if pa.types.is_dictionary(c.type):
-                c = c.dictionary_decode()
-            if pa.types.is_temporal(c.type):
-                c = c.cast(pa.int64())
-            if not (pa.types.is_integer(c.type) or pa.types.is_floating(c.type)):
-                c = pc.cast(c, pa.float64())  # decimal, bool, numeric strings; else ArrowInvalid
-            parts.append(c.to_numpy(zero_copy_only=False))
+        parts = [_numeric_chunk(c).to_numpy(zero_copy_only=False) for c in self.arrow.chunks]
         x = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0)
         return x.astype(np.float64, copy=False)
 
@@ -91,13 +95,7 @@ class _Col:
             return
         pos = 0
         for c in self.arrow.chunks:
-            if pa.types.is_dictionary(c.type):
-                c = c.dictionary_decode()
-            if pa.types.is_temporal(c.type):
-                c = c.cast(pa.int64())
-            if not (pa.types.is_integer(c.type) or pa.types.is_floating(c.type)):
-                c = pc.cast(c, pa.float64())  # decimal, bool, numeric strings; else ArrowInvalid
-            part = c.to_numpy(zero_copy_only=False)
+            part = _numeric_chunk(c).to_numpy(zero_copy_only=False)
             out[pos:pos + len(part)] = part
             pos += len(part)
 

@@ -17,6 +17,7 @@ import traceback
 
 import numpy as np
 import pyarrow as pa
+from _verdict import verdict  # tests/mpi is the directory of this script
 from mpi4py import MPI
 
 from engine.monitor.profile import CategoricalColumn, NumericColumn, TextColumn, profile
@@ -205,14 +206,7 @@ def main() -> int:
             bad += check()
         except Exception:
             bad.append(f"rank {RANK}: {traceback.format_exc()}")
-    everything = COMM.gather(bad, root=0)
-    ok = COMM.bcast(not any(everything) if RANK == 0 else None, root=0)
-    if RANK == 0:
-        for problems in everything:
-            for p in problems:
-                print("MISMATCH:", p, flush=True)
-        print(f"{SIZE} ranks:", "OK" if ok else "FAILED", flush=True)
-    return 0 if ok else 1
+    return verdict(COMM, bad)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import os
 import sys
 import traceback
 
+from _verdict import verdict  # tests/mpi is the directory of this script
 from mpi4py import MPI
 
 COMM = MPI.COMM_WORLD
@@ -112,14 +113,7 @@ def main() -> int:
             bad += check(store, claims)
         except Exception:
             bad.append(f"rank 0 check: {traceback.format_exc()}")
-    everything = COMM.gather(bad, root=0)
-    ok = COMM.bcast(not any(everything) if RANK == 0 else None, root=0)
-    if RANK == 0:
-        for problems in everything:
-            for p in problems:
-                print("MISMATCH:", p, flush=True)
-        print(f"{SIZE} ranks:", "OK" if ok else "FAILED", flush=True)
-    return 0 if ok else 1
+    return verdict(COMM, bad)
 
 
 if __name__ == "__main__":
