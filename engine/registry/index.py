@@ -216,14 +216,19 @@ class Index:
 
     def _refresh(self) -> int:
         last = self.last_seq
-        states = self.log.states()
-        if states and states[-1] > last + STATE_MIN_GAP:
-            self._load_state(states[-1])
-            last = self.last_seq
+        probe = None
+        if last:  # a warm index: one failed open says it is current, with no listing
+            probe = self.log.read(last + 1)
+            if probe is None:
+                return last
+        cps, states = self.log.compactions()
+        if states and states[-1] > last + STATE_MIN_GAP and self._load_state(states[-1]):
+            last, probe = self.last_seq, None
         pending: list[tuple] = []
-        cps = self.log.checkpoints()
         if cps and cps[-1] > last + 64:
             pending = self._from_checkpoints(cps, last)
+        elif probe is not None:
+            pending = [(last + 1, probe)]
         seq = (pending[-1][0] if pending else last) + 1
         while True:
             body = self.log.read(seq)

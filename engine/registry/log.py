@@ -124,13 +124,19 @@ class CommitLog:
         return json.loads(data) if ok else None
 
     # ------------------------------------------------------------------ checkpoints
+    def compactions(self) -> tuple[list[int], list[int]]:
+        """``(checkpoints, states)``: the last commit numbers of the published log
+        checkpoints and of the index snapshots, ascending, from one directory listing."""
+        found: dict[str, list[int]] = {".arrow": [], ".state": []}
+        for f in self.fs.list(CHECKPOINT_DIR):
+            kind = f[-6:]
+            if kind in found and f[:-6].isdigit() and len(f) == 26:
+                found[kind].append(int(f[:-6]))
+        return sorted(found[".arrow"]), sorted(found[".state"])
+
     def checkpoints(self) -> list[int]:
         """Last sequence numbers of the published checkpoints, ascending."""
-        out = []
-        for f in self.fs.list(CHECKPOINT_DIR):
-            if f.endswith(".arrow") and f[:-6].isdigit() and len(f) == 26:
-                out.append(int(f[:-6]))
-        return sorted(out)
+        return self.compactions()[0]
 
     def read_checkpoint(self, last: int) -> tuple[int, list[tuple[int, str]]]:
         """``(first, [(seq, commit json), ...])`` of the checkpoint ending at ``last``."""
@@ -167,11 +173,7 @@ class CommitLog:
     # ------------------------------------------------------------------ state snapshots
     def states(self) -> list[int]:
         """Commit numbers of the published index snapshots, ascending."""
-        out = []
-        for f in self.fs.list(CHECKPOINT_DIR):
-            if f.endswith(".state") and f[:-6].isdigit() and len(f) == 26:
-                out.append(int(f[:-6]))
-        return sorted(out)
+        return self.compactions()[1]
 
     def write_state(self, seq: int, meta: dict, raw: bytes) -> bool:
         """Publish an index snapshot at commit ``seq`` (put-if-absent).
