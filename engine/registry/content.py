@@ -22,6 +22,7 @@ import os
 
 from ..store import Store
 from . import tensors
+from .models import is_profile
 
 
 def _bytes_content(st: Store, data, filename: str, fmt: str) -> dict:
@@ -48,7 +49,7 @@ def store_content(st: Store, obj, kind: str, filename, progress) -> dict:
 
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return _bytes_content(st, obj, _check_filename(filename, "data.bin"), "bytes")
-    if type(obj).__name__ == "Profile" and hasattr(obj, "to_bytes"):
+    if is_profile(obj):
         return _bytes_content(st, obj.to_bytes(), _check_filename(filename, "profile.arrow"),
                               "profile")
     mod = type(obj).__module__ or ""

@@ -72,8 +72,13 @@ def _single_file(st: Store, man, label: str) -> tuple[str, bytes]:
     return cols["path"][0], data
 
 
+def is_profile(obj) -> bool:
+    """A monitor ``Profile``, recognized without importing ``engine.monitor`` (and numba)."""
+    return type(obj).__name__ == "Profile" and hasattr(obj, "to_bytes")
+
+
 def _default_kind(obj) -> str:
-    if type(obj).__name__ == "Profile" and hasattr(obj, "to_bytes"):
+    if is_profile(obj):
         return "profile"
     if type(obj).__name__ == "Version" and type(obj).__module__.startswith("engine.data"):
         return "dataset"
