@@ -1,9 +1,15 @@
 """The ``mlops`` command.
 
-Exit codes: 0 success; 1 a check failed (verify found corruption, diff
+Exit codes: 0 success; 1 a check failed (verify found damage, diff or status
 --exit-code found differences, drift found, a promotion gate rejected a version);
-2 bad usage or input (an unknown reference); 3 the store is damaged or an I/O
-error (disk full) stopped the command.
+2 bad usage or input (an unknown reference, a missing file); 3 the store is damaged
+or an I/O error (disk full) stopped the command; 4 the drift verdict is
+"untestable" (``mlops monitor drift`` could compare nothing); 141 (128 + SIGPIPE)
+stdout was closed early (``mlops ... | head``): the command stops quietly, as a
+Unix tool killed by SIGPIPE does.
+
+With ``--json``, an error is one JSON object on stderr:
+``{"error": ..., "type": ..., "exit_code": ..., "command": ...}``.
 """
 
 from __future__ import annotations
@@ -16,13 +22,21 @@ import time
 
 from . import __version__
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_STORE, EXIT_UNTESTABLE = 0, 1, 2, 3, 4
+EXIT_PIPE = 128 + 13  # 128 + SIGPIPE: what a shell reports for `yes | head`
+
+
+class _UsageError(Exception):
+    """argparse found bad usage; main() reports it (as text or JSON) and exits 2."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(message)
+        self.parser = parser
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse exits 2 too; keep its format, name the command
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+    def error(self, message):  # raised, not exited, so that main() can report it as JSON too
+        raise _UsageError(self, message)
 
 
 def _size(text: str) -> int:
@@ -43,19 +57,25 @@ def _params(args):
     return CdcParams(args.avg_size, args.min_size, args.max_size)
 
 
-def cmd_chunk(args) -> int:
-    from .chunking import chunk_file, file_id
+RATE_MIN_BYTES = 1 << 20  # below this, chunking takes well under a millisecond: no rate
 
+
+def cmd_chunk(args) -> int:
+    from . import chunking
+    from .progress import count, human_bytes
+
+    params = _params(args)
+    chunking.warm_up(params, args.backend)  # load (and compile) the kernel off the clock
     t0 = time.perf_counter()
-    table = chunk_file(args.file, _params(args), backend=args.backend,
-                       progress=None if not args.json else False)
+    table = chunking.chunk_file(args.file, params, backend=args.backend,
+                                progress=None if not args.json else False)
     dt = time.perf_counter() - t0
     size = int(sum(table.column("length").to_pylist())) if table.num_rows else 0
     summary = {
         "file": args.file,
         "size": size,
         "chunks": table.num_rows,
-        "file_id": file_id(table).hex(),
+        "file_id": chunking.file_id(table).hex(),
         "seconds": round(dt, 6),
     }
     if args.json:
@@ -67,9 +87,9 @@ def cmd_chunk(args) -> int:
         json.dump(summary, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        rate = size / dt / 1e6 if dt > 0 else float("inf")
-        print(f"{args.file}: {size} bytes in {table.num_rows} chunks, "
-              f"file id {summary['file_id'][:16]}…, {rate:.0f} MB/s")
+        rate = f", {human_bytes(size / dt)}/s" if size >= RATE_MIN_BYTES and dt > 0 else ""
+        print(f"{args.file}: {human_bytes(size)} in {count(table.num_rows, 'chunk')}, "
+              f"file id {summary['file_id'][:16]}…{rate}")
     return EXIT_OK
 
 
@@ -94,9 +114,11 @@ def cmd_backends(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import check_workdir, run_demo
 
-    return run_demo(size_mib=args.size_mib, workdir=args.dir, seed=args.seed)
+    if args.dir is not None:
+        check_workdir(args.dir, "--dir")
+    return run_demo(size_mib=args.size_mib, workdir=args.dir, seed=args.seed, as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size-mib", type=int, default=64, help="size of the generated dataset (default 64)")
     d.add_argument("--dir", default=None, help="work directory (default: a temporary one, removed)")
     d.add_argument("--seed", type=int, default=0, help="random seed of the generated data")
+    d.add_argument("--json", action="store_true",
+                   help="print only a JSON summary of what the demo did and found")
     d.set_defaults(func=cmd_demo)
 
     from .cli_data import add_parser as add_data_parser
@@ -158,9 +182,40 @@ def _gate_rejected() -> tuple:
     return (mod.GateRejected,) if mod is not None else ()
 
 
+def _report(cmd: str, code: int, kind: str, message: str, as_json: bool) -> int:
+    """Print an error for a person (``mlops CMD: KIND: MESSAGE``) or a script (JSON)."""
+    if as_json:
+        json.dump({"error": message, "type": kind, "exit_code": code, "command": cmd}, sys.stderr)
+        sys.stderr.write("\n")
+    else:
+        print(f"mlops{' ' + cmd if cmd else ''}: {kind}: {message}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout's descriptor at /dev/null, so that the interpreter's final flush of
+    what is still buffered does not fail again ("Exception ignored ... BrokenPipeError")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's capture): nothing flushes it to a pipe at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        cmd = exc.parser.prog.removeprefix("mlops").strip()
+        if "--json" in argv:  # parsing failed, so args.json is unknown: go by the word
+            return _report(cmd, EXIT_USAGE, "error", str(exc), True)
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
@@ -170,24 +225,25 @@ def main(argv: list[str] | None = None) -> int:
                                 getattr(args, "monitor_command", None),
                                 getattr(args, "model_command", None),
                                 getattr(args, "runs_command", None)) if x)
+    as_json = bool(getattr(args, "json", False))
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:  # `mlops chunk --json f | head`: stop quietly, like a Unix tool
+        _silence_stdout()
+        return EXIT_PIPE
     except _gate_rejected() as exc:  # a check that failed, not an error: before StoreError
-        print(f"mlops {cmd}: rejected: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        return _report(cmd, EXIT_FAIL, "rejected", str(exc), as_json)
     except (StoreCorruption, StoreFormatError) as exc:
-        print(f"mlops {cmd}: store error: {exc}", file=sys.stderr)
-        return EXIT_STORE
+        return _report(cmd, EXIT_STORE, "store error", str(exc), as_json)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError,
             TypeError, KeyError, StoreError) as exc:
-        print(f"mlops {cmd}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:  # ENOSPC, EIO, ...: the store is left as it was
-        print(f"mlops {cmd}: I/O error: {exc}; the store is unchanged", file=sys.stderr)
-        return EXIT_STORE
-    except BrokenPipeError:  # `mlops chunk --json f | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return _report(cmd, EXIT_USAGE, "error", str(exc), as_json)
+    except OSError as exc:  # ENOSPC, EIO, ...: a store is left as it was
+        # only commands that have a store say so; `mlops chunk` has none to speak of
+        unchanged = "; the store is unchanged" if hasattr(args, "store") else ""
+        return _report(cmd, EXIT_STORE, "I/O error", f"{exc}{unchanged}", as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,11 @@
-"""``mlops data ...``: snapshot, checkout, diff, log, verify, gc."""
+"""``mlops data ...``: snapshot, checkout, diff, status, list, log, verify, gc."""
 
 from __future__ import annotations
 
 import json
 import sys
+
+from .progress import count, human_bytes
 
 
 def _out(args, obj, text: str) -> None:
@@ -14,44 +16,93 @@ def _out(args, obj, text: str) -> None:
         print(text)
 
 
+def _bar(args):
+    """Progress bars: on a terminal only (None), never under --json."""
+    return False if args.json else None
+
+
 def cmd_snapshot(args) -> int:
     from .data import snapshot
 
-    v = snapshot(args.path, args.name, args.message, store=args.store,
-                 progress=False if args.json else None, workers=args.workers)
+    v = snapshot(args.path, args.name, args.message, store=args.store, progress=_bar(args),
+                 workers=args.workers)
     d = v.to_dict() | {"unchanged": v.unchanged, "new_bytes": v.record.get("new_bytes")}
     note = " (unchanged: same content as the latest version)" if v.unchanged else ""
-    _out(args, d, f"{v.ref} {v.id[:16]} {v.files} entries, {v.bytes} bytes{note}")
+    _out(args, d, f"{v.ref} {v.id[:16]} {count(v.files, 'entry', 'entries')}, "
+                  f"{human_bytes(v.bytes)}{note}")
     return 0
 
 
 def cmd_checkout(args) -> int:
     from .data import checkout
 
-    r = checkout(args.ref, args.dest, store=args.store, paths=args.path or None,
-                 progress=False if args.json else None)
-    _out(args, r.to_dict(), f"{r.version.ref}: {r.files} files, {r.links} links, {r.bytes} bytes -> {r.dest}")
+    r = checkout(args.ref, args.dest, store=args.store, paths=args.path or None, progress=_bar(args))
+    _out(args, r.to_dict(), f"{r.version.ref}: {count(r.files, 'file')}, {count(r.links, 'link')}, "
+                            f"{human_bytes(r.bytes)} -> {r.dest}")
     return 0
+
+
+def _print_changes(d) -> None:
+    for e in d.added:
+        print(f"A {e['path']} ({human_bytes(e['size'])})")
+    for e in d.removed:
+        print(f"D {e['path']}")
+    for e in d.modified:
+        print(f"M {e['path']} ({human_bytes(e['old_size'])} -> {human_bytes(e['new_size'])}, "
+              f"{human_bytes(e['bytes_changed'])} in new chunks)")
+    for e in d.renamed:
+        print(f"R {e['from']} -> {e['to']}")
 
 
 def cmd_diff(args) -> int:
     from .data import diff
 
-    d = diff(args.a, args.b, store=args.store)
+    d = diff(args.a, args.b, store=args.store, progress=_bar(args))
     if args.json:
         _out(args, d.to_dict(), "")
     else:
         print(d.summary())
-        for e in d.added:
-            print(f"A {e['path']} ({e['size']} bytes)")
-        for e in d.removed:
-            print(f"D {e['path']}")
-        for e in d.modified:
-            print(f"M {e['path']} ({e['old_size']} -> {e['new_size']} bytes, "
-                  f"{e['bytes_changed']} in new chunks)")
-        for e in d.renamed:
-            print(f"R {e['from']} -> {e['to']}")
+        _print_changes(d)
     return 1 if args.exit_code and not d.identical else 0
+
+
+def cmd_status(args) -> int:
+    from .data import status
+
+    d = status(args.name, args.dir, store=args.store, progress=_bar(args))
+    if args.json:
+        _out(args, d.to_dict(), "")
+    elif d.identical:
+        print(f"no changes: {d.b} matches {d.a} ({count(d.unchanged, 'entry', 'entries')})")
+    else:
+        print(f"{d.b} since {d.a}: {len(d.added)} added, {len(d.removed)} removed, "
+              f"{len(d.modified)} modified, {len(d.renamed)} renamed, {d.unchanged} unchanged")
+        _print_changes(d)
+    return 1 if args.exit_code and not d.identical else 0
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int]) -> None:
+    """Print columns as wide as their widest cell; the columns in ``right`` right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        print("  ".join(cells).rstrip())
+
+
+def cmd_list(args) -> int:
+    from .data import datasets, open_store
+
+    rows = datasets(store=args.store)
+    if args.json:
+        _out(args, [r.to_dict() for r in rows], "")
+    elif not rows:
+        print(f"no datasets in {open_store(args.store).root}")
+    else:
+        _table(["NAME", "VERSIONS", "LATEST", "SIZE", "FILES", "CREATED (UTC)", "MESSAGE"],
+               [[r.name, str(r.versions), r.latest.ref, human_bytes(r.latest.bytes),
+                 count(r.latest.files, "file"), r.latest.created[:16].replace("T", " "),
+                 r.latest.message or ""] for r in rows], right={1, 3})
+    return 0
 
 
 def cmd_log(args) -> int:
@@ -63,22 +114,35 @@ def cmd_log(args) -> int:
     else:
         for v in vs:
             msg = f"  {v.message}" if v.message else ""
-            print(f"{v.ref:<16} {v.id[:16]}  {v.created[:19]}  {v.files:>7} files "
-                  f"{v.bytes:>14} bytes  {v.record.get('user')}@{v.record.get('host')}{msg}")
+            print(f"{v.ref:<16} {v.id[:16]}  {v.created[:19]}  {count(v.files, 'file'):>11} "
+                  f"{human_bytes(v.bytes):>10}  {v.record.get('user')}@{v.record.get('host')}{msg}")
     return 0
+
+
+def _problem_line(p: dict) -> str:
+    where = p.get("path") or (f"chunk {p['chunk']}" if "chunk" in p else "")
+    extra = [f"chunk {p['chunk']} at offset {p['offset']}" if "offset" in p else "",
+             p.get("detail", "")]
+    versions = p.get("versions")
+    affects = f"; affects {', '.join(versions)}" if versions else ""
+    return f"  {p['problem']}: {where}" + "".join(f" ({x})" for x in extra if x) + affects
 
 
 def cmd_verify(args) -> int:
     from .data import verify
 
-    r = verify(store=args.store, sample=args.sample)
+    r = verify(store=args.store, sample=args.sample, progress=_bar(args))
     if args.json:
         _out(args, r.to_dict(), "")
     else:
-        print(f"checked {r.chunks_checked} chunks ({r.bytes_checked} bytes) in {r.packs} packs, "
-              f"{r.versions} versions: {'OK' if r.ok else f'{len(r.problems)} PROBLEMS'}")
+        print(f"checked {count(r.chunks_checked, 'chunk')} ({human_bytes(r.bytes_checked)}) in "
+              f"{count(r.packs, 'pack')}, {count(r.versions, 'version')}: "
+              f"{'OK' if r.ok else count(len(r.problems), 'PROBLEM', 'PROBLEMS')}")
         for p in r.problems:
-            print("  " + ", ".join(f"{k}={v}" for k, v in p.items()))
+            print(_problem_line(p))
+        if not r.ok:
+            print(f"damaged versions: {', '.join(r.damaged_versions) or 'none'}")
+            print(f"intact versions: {', '.join(r.intact_versions) or 'none'}")
     return 0 if r.ok else 1
 
 
@@ -89,15 +153,15 @@ def cmd_gc(args) -> int:
            dry_run=args.dry_run)
     d = r.to_dict()
     what = "would remove" if args.dry_run else "removed"
-    _out(args, d, f"{what}: {len(r.versions_deleted)} versions, {r.packs_deleted} packs, "
-                  f"{r.temporaries_removed} temporaries; repacked {r.packs_repacked} packs; "
-                  f"{r.bytes_freed} bytes freed")
+    _out(args, d, f"{what}: {count(len(r.versions_deleted), 'version')}, "
+                  f"{count(r.packs_deleted, 'pack')}, {count(r.temporaries_removed, 'temporary', 'temporaries')}; "
+                  f"repacked {count(r.packs_repacked, 'pack')}; {human_bytes(r.bytes_freed)} freed")
     return 0
 
 
 def add_parser(sub, parser_class) -> None:
     data = sub.add_parser(
-        "data", help="version datasets: snapshot, checkout, diff, log, verify, gc",
+        "data", help="version datasets: snapshot, checkout, diff, status, list, log, verify, gc",
         description="Version datasets in a content-addressed, deduplicated store. "
         "References: NAME:vN, NAME@latest, NAME (its latest), or a unique id prefix.")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=parser_class)
@@ -130,13 +194,36 @@ def add_parser(sub, parser_class) -> None:
     p.set_defaults(func=cmd_checkout)
 
     p = dsub.add_parser("diff", help="files added, removed, modified, renamed between two versions",
-                        description="Compare version A with version B: files added (A), removed (D), "
-                        "modified (M) and renamed (R), with bytes in new chunks and chunks reused.")
-    p.add_argument("a", help="old version reference")
-    p.add_argument("b", help="new version reference")
-    p.add_argument("--exit-code", action="store_true", help="exit 1 if the versions differ")
+                        description="Compare A with B: files added (A), removed (D), modified (M) "
+                        "and renamed (R), with bytes in new chunks and chunks reused. Each side is a "
+                        "version reference or a directory: a path with a '/' or a leading '.' "
+                        "(./data, /scratch/d, .); a bare word is a reference. A directory is hashed "
+                        "through the stat cache, never stored.")
+    p.add_argument("a", help="old side: version reference or ./directory")
+    p.add_argument("b", help="new side: version reference or ./directory")
+    p.add_argument("--exit-code", action="store_true", help="exit 1 if A and B differ")
     common(p)
     p.set_defaults(func=cmd_diff)
+
+    p = dsub.add_parser("status", help="what changed in a directory since its latest version",
+                        description="Files added (A), removed (D), modified (M) and renamed (R) in "
+                        "DIR since the latest version of NAME, like `git status`. Only files whose "
+                        "stat changed are read (stat cache), so an unchanged tree costs one stat "
+                        "per file. NAME defaults to the dataset whose latest version was snapshotted "
+                        "from DIR (the most recent one, if several were), else the store's only "
+                        "dataset; DIR defaults to the current directory.")
+    p.add_argument("name", nargs="?", default=None,
+                   help="dataset name or any version reference (default: see above)")
+    p.add_argument("dir", nargs="?", default=".", help="working directory (default: .)")
+    p.add_argument("--exit-code", action="store_true", help="exit 1 if DIR has changes")
+    common(p)
+    p.set_defaults(func=cmd_status)
+
+    p = dsub.add_parser("list", help="every dataset with its latest version, size and date",
+                        description="List every dataset of the store with its number of versions "
+                        "and its latest version: size, files, when it was made and its message.")
+    common(p)
+    p.set_defaults(func=cmd_list)
 
     p = dsub.add_parser("log", help="the versions of a dataset, newest first",
                         description="List the versions of dataset NAME, newest first, with who "
@@ -145,10 +232,13 @@ def add_parser(sub, parser_class) -> None:
     common(p)
     p.set_defaults(func=cmd_log)
 
-    p = dsub.add_parser("verify", help="re-hash stored chunks; exit 1 on corruption",
-                        description="Re-hash every stored chunk (or a sample) and check that every "
-                        "version's chunks exist. Each problem names the pack, the chunk and the "
-                        "versions affected. Exit 0 if the store is sound, 1 if not.")
+    p = dsub.add_parser("verify", help="re-hash stored chunks; exit 1 on damage",
+                        description="Check every version record, re-hash every stored chunk (or a "
+                        "sample) and check that every version's chunks exist. Damage never stops "
+                        "the check: each damaged record, index, pack or chunk is reported by path "
+                        "with the versions it affects, and the report ends with the damaged and the "
+                        "intact versions. Exit 0 if the store is sound, 1 if not. A progress bar "
+                        "(chunks) is drawn when stderr is a terminal.")
     p.add_argument("--sample", type=float, default=None, help="re-hash only this fraction of chunks")
     common(p)
     p.set_defaults(func=cmd_verify)

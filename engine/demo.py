@@ -9,12 +9,34 @@ check out the old version byte for byte, verify the store. Later capabilities
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 
 import numpy as np
+
+from .chunking import warm_up
+from .progress import count, human_bytes
+
+
+def check_workdir(path, what: str = "workdir") -> str:
+    """The absolute work directory, after checking it is, or can become, a directory.
+
+    A path that exists as a file (or lies below one) is bad input, named by ``what``
+    (``--dir`` for the command line), not an I/O error.
+    """
+    wd = os.path.abspath(os.fspath(path))
+    p = wd
+    while not os.path.lexists(p):
+        p = os.path.dirname(p)
+    if not os.path.isdir(p):
+        where = "exists and is not a directory" if p == wd else f"lies below {p!r}, which is not a directory"
+        raise NotADirectoryError(f"{what} {os.fspath(path)!r} {where}; give a directory "
+                                 "(it is created if missing)")
+    return wd
 
 
 def _tree_digest(root: str) -> str:
@@ -65,7 +87,7 @@ def _edit(data: str, rng: np.random.Generator) -> list[str]:
             "renamed labels/0007.csv, added README.txt"]
 
 
-def _registry_and_monitor(store, wd: str, versions, rng: np.random.Generator) -> bool:
+def _registry_and_monitor(store, wd: str, versions, rng: np.random.Generator, say) -> dict:
     """Train (pretend) on each dataset version, register and promote the models through a
     gate, trace the lineage, profile the training features and test a drifted batch."""
     import pyarrow as pa
@@ -92,34 +114,45 @@ def _registry_and_monitor(store, wd: str, versions, rng: np.random.Generator) ->
     except GateRejected:
         gate_held = True
     prod = reg.get("demo-model@production")
-    print(f"  registry: {prod.ref} is production (val_loss {reg.metric_of(prod, 'val_loss')}); "
+    say(f"  registry: {prod.ref} is production (val_loss {reg.metric_of(prod, 'val_loss')}); "
           f"promoting {models[0].ref} back was {'rejected by the gate' if gate_held else 'ALLOWED'}")
     up = reg.lineage("demo-model@production")["up"]
     chain = " <- ".join([up[0][1]] + [src for src, _ in up])
-    print(f"  lineage: {chain}")
+    say(f"  lineage: {chain}")
     prof = reg.register("demo-features", profile(features), inputs=[versions[-1]])
     current = pa.table({name: features.column(name).to_numpy()[:5000] + (0.8 if i < 2 else 0.0)
                         for i, name in enumerate(features.column_names)})
     rep = drift(reg.load_profile(prof.ref), current)
-    print(f"  monitor: profile {prof.ref} of the training features; a batch with 2 shifted "
+    say(f"  monitor: profile {prof.ref} of the training features; a batch with 2 shifted "
           f"columns: {rep.summary()} ({', '.join(rep.drifted_columns)})")
     last = reg.history(limit=1)[0]
-    print(f"  audit: {reg.refresh()} registry commits, the last by {last['user']}@{last['host']}: "
-          f"{last['summary']}")
+    commits = reg.refresh()
+    say(f"  audit: {commits} registry commits, the last by {last['user']}@{last['host']}: "
+        f"{last['summary']}")
     reg.close()
-    return prod.version == models[1].version and gate_held and \
-        set(rep.drifted_columns) == {"f0", "f1"}
+    return {"ok": prod.version == models[1].version and gate_held
+            and set(rep.drifted_columns) == {"f0", "f1"},
+            "production": prod.ref, "gate_rejected_worse_model": gate_held, "lineage": chain,
+            "profile": prof.ref, "drift": rep.summary(), "drifted_columns": list(rep.drifted_columns),
+            "registry_commits": commits}
 
 
-def run_demo(size_mib: int = 64, workdir: str | None = None, seed: int = 0) -> int:
+def run_demo(size_mib: int = 64, workdir: str | None = None, seed: int = 0,
+             as_json: bool = False) -> int:
+    """Run the demo; 0 if every step did what it should, else 1.
+
+    It narrates on stdout, or with ``as_json`` prints only one JSON summary of what it
+    did and found (versions, diff, checkout, verify, registry, drift).
+    """
     import engine.data as D
     from engine.store import Store
 
     if size_mib < 1:
         raise ValueError(f"size_mib must be at least 1, got {size_mib}")
     own = workdir is None
-    wd = tempfile.mkdtemp(prefix="mlops-demo-") if own else os.path.abspath(workdir)
+    wd = tempfile.mkdtemp(prefix="mlops-demo-") if own else check_workdir(workdir)
     os.makedirs(wd, exist_ok=True)
+    say = (lambda text: None) if as_json else print
     try:
         rng = np.random.default_rng(seed)
         data = os.path.join(wd, "dataset")
@@ -130,29 +163,31 @@ def run_demo(size_mib: int = 64, workdir: str | None = None, seed: int = 0) -> i
             shutil.rmtree(store_root)
         _generate(data, size_mib, rng)
         store = Store(store_root)
-        print(f"mlops demo: a {size_mib} MiB dataset in {data}; store {store_root}")
+        say(f"mlops demo: a {size_mib} MiB dataset in {data}; store {store_root}")
 
+        warm_up(store.params)  # the first kernel load is not part of the snapshot rate
         t0 = time.perf_counter()
         v1 = D.snapshot(data, "demo", "generated", store=store, progress=False)
         dt = time.perf_counter() - t0
-        print(f"  snapshot {v1.ref}  {v1.id[:16]}  {v1.files} files, {v1.bytes / 2**20:.1f} MiB "
-              f"in {dt:.2f} s ({v1.bytes / dt / 1e6:.0f} MB/s)")
+        say(f"  snapshot {v1.ref}  {v1.id[:16]}  {count(v1.files, 'file')}, {human_bytes(v1.bytes)} "
+            f"in {dt:.2f} s ({human_bytes(v1.bytes / dt)}/s)")
         digest_v1 = _tree_digest(data)
         size_v1 = _store_bytes(store_root)
 
         t0 = time.perf_counter()
         same = D.snapshot(data, "demo", store=store, progress=False)
-        print(f"  re-snapshot of the unchanged tree: {time.perf_counter() - t0:.3f} s, "
-              f"unchanged={same.unchanged}")
+        say(f"  re-snapshot of the unchanged tree: {time.perf_counter() - t0:.3f} s, "
+            f"unchanged={same.unchanged}")
 
-        for e in _edit(data, rng):
-            print(f"  edit: {e}")
+        edits = _edit(data, rng)
+        for e in edits:
+            say(f"  edit: {e}")
         v2 = D.snapshot(data, "demo", "edited", store=store, progress=False)
         growth = _store_bytes(store_root) - size_v1
-        print(f"  snapshot {v2.ref}  {v2.id[:16]}  store grew by {growth / 1024:.0f} KiB "
-              f"for a {v2.bytes / 2**20:.1f} MiB version")
+        say(f"  snapshot {v2.ref}  {v2.id[:16]}  store grew by {growth / 1024:.0f} KiB "
+            f"for a {human_bytes(v2.bytes)} version")
         d = D.diff(v1.ref, v2.ref, store=store)
-        print(f"  diff: {d.summary()}")
+        say(f"  diff: {d.summary()}")
 
         out = os.path.join(wd, "checkout-v1")
         if os.path.exists(out):
@@ -160,17 +195,25 @@ def run_demo(size_mib: int = 64, workdir: str | None = None, seed: int = 0) -> i
         t0 = time.perf_counter()
         D.checkout(v1.ref, out, store=store, progress=False)
         ok = _tree_digest(out) == digest_v1
-        print(f"  checkout {v1.ref} -> {out} in {time.perf_counter() - t0:.2f} s: "
-              f"{'byte-identical to the original' if ok else 'MISMATCH'}")
-        rep = D.verify(store=store)
-        print(f"  verify: {rep.chunks_checked} chunks in {rep.packs} packs, "
-              f"{'OK' if rep.ok else 'PROBLEMS: ' + str(rep.problems)}")
-        total = v1.bytes + v2.bytes
-        print(f"  two versions, {total / 2**20:.1f} MiB of files, stored in "
-              f"{_store_bytes(store_root) / 2**20:.1f} MiB")
-        ok_reg = _registry_and_monitor(store, wd, [v1, v2], rng)
-        print("mlops demo: done")
-        return 0 if ok and rep.ok and ok_reg else 1
+        say(f"  checkout {v1.ref} -> {out} in {time.perf_counter() - t0:.2f} s: "
+            f"{'byte-identical to the original' if ok else 'MISMATCH'}")
+        rep = D.verify(store=store, progress=False)
+        say(f"  verify: {count(rep.chunks_checked, 'chunk')} in {count(rep.packs, 'pack')}, "
+            f"{'OK' if rep.ok else 'PROBLEMS: ' + str(rep.problems)}")
+        stored = _store_bytes(store_root)
+        say(f"  two versions, {human_bytes(v1.bytes + v2.bytes)} of files, stored in "
+            f"{human_bytes(stored)}")
+        reg = _registry_and_monitor(store, wd, [v1, v2], rng, say)
+        say("mlops demo: done")
+        passed = ok and rep.ok and reg.pop("ok")
+        if as_json:
+            json.dump({"ok": passed, "workdir": None if own else wd,
+                       "versions": [v1.to_dict(), v2.to_dict()], "edits": edits,
+                       "store_growth_bytes": growth, "diff": d.to_dict(),
+                       "checkout_identical": ok, "verify": rep.to_dict(), "store_bytes": stored,
+                       "registry": reg}, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        return 0 if passed else 1
     finally:
         if own:
             shutil.rmtree(wd, ignore_errors=True)

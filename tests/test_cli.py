@@ -92,3 +92,13 @@ def test_demo_reports_reuse(tmp_path):
     assert "demo-model:v2 is production" in out and "rejected by the gate" in out
     assert "lineage: demo-model:v2 <- run:" in out and "<- data:demo:v2" in out
     assert "2 of 8 columns drifted" in out and "(f0, f1)" in out
+
+
+def test_demo_json(tmp_path):
+    r = run("demo", "--size-mib", "2", "--dir", str(tmp_path), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)  # nothing but the JSON summary on stdout
+    assert out["ok"] and out["checkout_identical"] and out["verify"]["ok"]
+    assert [v["ref"] for v in out["versions"]] == ["demo:v1", "demo:v2"]
+    assert out["registry"]["production"] == "demo-model:v2"
+    assert out["registry"]["drifted_columns"] == ["f0", "f1"]

@@ -564,7 +564,9 @@ def test_corrupted_pack_byte_is_found_and_named(three_versions, tmp_path):
     r = cli("data", "verify", "--store", root)
     assert r.returncode == 1, r.stdout + r.stderr
     assert pid in r.stdout and cid.hex() in r.stdout
-    assert "ds:v1" in r.stdout and "ds:v3" in r.stdout and "ds:v2" not in r.stdout
+    line = next(ln for ln in r.stdout.splitlines() if "chunk corrupted" in ln)
+    assert line.endswith("affects ds:v1, ds:v3"), line
+    assert "damaged versions: ds:v1, ds:v3\nintact versions: ds:v2" in r.stdout, r.stdout
     r = cli("data", "verify", "--store", root, "--json")
     assert r.returncode == 1
     rep_json = json.loads(r.stdout)

@@ -1,4 +1,4 @@
-"""Versioned datasets: snapshot, checkout, diff, log, verify, gc, and table versions.
+"""Versioned datasets: snapshot, checkout, diff, status, list, log, verify, gc, and table versions.
 
 Examples
 --------
@@ -12,10 +12,11 @@ Examples
 1
 """
 
-from .compare import DiffResult, diff
+from .compare import DiffResult, diff, status
 from .ingest import FileChangedError, FileVanishedError, open_store, snapshot, using_store
-from .maint import GcReport, VerifyReport, gc, log, verify
+from .maint import DatasetSummary, GcReport, datasets, gc, log
 from .restore import CheckoutResult, checkout
+from .verify import VerifyReport, verify
 from .version import Version, resolve, versions
 
 
@@ -26,7 +27,8 @@ def load_table(ref, *, store=None):
     with using_store(store) as st:
         v = resolve(st, ref)
         if v.record.get("format") != "table":
-            raise ValueError(f"{v.ref} is a version of files, not of a table; use checkout()")
+            raise ValueError(f"{v.ref} is a version of files, not of a table; get its files with "
+                             f"`mlops data checkout {v.ref} DIR` (Python: engine.data.checkout)")
         man = v.manifest()
         chunks = man.column("chunks")[0].as_py()
         data = b"".join(st.read_chunk(c["id"]) for c in chunks)
@@ -45,6 +47,7 @@ def table_diff(a, b, key, *, store=None):
 
 __all__ = [
     "CheckoutResult",
+    "DatasetSummary",
     "DiffResult",
     "FileChangedError",
     "FileVanishedError",
@@ -52,6 +55,7 @@ __all__ = [
     "Version",
     "VerifyReport",
     "checkout",
+    "datasets",
     "diff",
     "gc",
     "load_table",
@@ -59,6 +63,7 @@ __all__ = [
     "open_store",
     "resolve",
     "snapshot",
+    "status",
     "table_diff",
     "verify",
     "versions",

@@ -1,12 +1,16 @@
-"""``diff``: what changed between two dataset versions."""
+"""``diff`` and ``status``: what changed between two versions, or a version and a directory."""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 
+from ..progress import count, human_bytes
+from ..store import UnknownVersion
 from .ingest import using_store
 from .version import resolve
+from .worktree import default_dataset, is_path, tree_entries
 
 
 @dataclass
@@ -37,8 +41,8 @@ class DiffResult:
     def summary(self) -> str:
         return (f"{self.a} -> {self.b}: {len(self.added)} added, {len(self.removed)} removed, "
                 f"{len(self.modified)} modified, {len(self.renamed)} renamed, {self.unchanged} "
-                f"unchanged; {self.bytes_changed} bytes in new chunks, "
-                f"{self.chunks_reused}/{self.chunks_total} chunks reused")
+                f"unchanged; {human_bytes(self.bytes_changed)} in new chunks, "
+                f"{self.chunks_reused}/{count(self.chunks_total, 'chunk')} reused")
 
 
 def _entries(man) -> dict[str, dict]:
@@ -55,21 +59,61 @@ def _ident(e: dict):
     return (e["kind"], e["file_id"] if e["kind"] == "file" else e["target"])
 
 
-def diff(a, b, *, store=None) -> DiffResult:
-    """Files added, removed, modified and renamed from version ``a`` to version ``b``.
+def diff(a, b, *, store=None, progress: bool | None = None) -> DiffResult:
+    """Files added, removed, modified and renamed from ``a`` to ``b``.
+
+    Each side is a version reference or a directory: an ``os.PathLike``, or a string
+    with a ``/`` or a leading ``.`` (``"./data"``; a bare word is a reference). A
+    directory is walked as ``snapshot`` would walk it, and hashed through the stat
+    cache, never stored.
 
     A rename is a path removed from ``a`` and a path added in ``b`` with the same
     content. ``bytes_changed`` counts the bytes of ``b``'s chunks that ``a`` does not
     have, and ``chunks_reused`` how many of ``b``'s chunks ``a`` already had.
+    ``progress`` draws a bar while a directory's changed files are hashed (default:
+    only if stderr is a terminal).
     """
     with using_store(store) as st:
-        return _diff(st, a, b)
+        return _diff(st, a, b, progress)
 
 
-def _diff(st, a, b):
-    va, vb = resolve(st, a), resolve(st, b)
-    ea, eb = _entries(va.manifest()), _entries(vb.manifest())
-    res = DiffResult(va.ref, vb.ref)
+def status(name=None, path=".", *, store=None, progress: bool | None = None) -> DiffResult:
+    """What changed in the directory ``path`` since a version: ``diff(version, path)``.
+
+    Parameters
+    ----------
+    name : str, optional
+        A dataset name (its latest version) or any version reference. Default: the
+        dataset whose latest version was snapshotted from ``path`` (the most recent,
+        if several were), else the store's only dataset.
+    path : path
+        The working directory (or file); default the current directory.
+    progress : bool, optional
+        A bar while changed files are hashed; default: only if stderr is a terminal.
+
+    Only files whose stat differs from the stat cache are read, so an unchanged tree
+    costs one ``stat`` per file.
+    """
+    with using_store(store) as st:
+        ref = default_dataset(st, path) if name is None else name
+        return _diff(st, ref, path, progress, b_is_path=True)
+
+
+def _side(st, x, progress, as_path: bool = False) -> tuple[str, dict]:
+    if as_path or is_path(x):
+        return os.fspath(x), tree_entries(st, x, progress)
+    try:
+        v = resolve(st, x)
+    except UnknownVersion as exc:
+        if isinstance(x, str) and os.path.isdir(x):
+            raise UnknownVersion(f"{exc}; to compare with the directory {x!r}, write ./{x}") from None
+        raise
+    return v.ref, _entries(v.manifest())
+
+
+def _diff(st, a, b, progress, b_is_path: bool = False):
+    (la, ea), (lb, eb) = _side(st, a, progress), _side(st, b, progress, b_is_path)
+    res = DiffResult(la, lb)
     a_chunks = {c["id"] for e in ea.values() for c in e["chunks"]}
     for e in eb.values():
         for c in e["chunks"]:

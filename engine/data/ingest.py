@@ -304,12 +304,10 @@ def _snapshot_path(source, name, message, st: Store, progress, workers) -> Versi
                    {"skipped": t.skipped, "new_bytes": t.new_bytes})
 
 
-def store_tree(source, st: Store, label: str, progress=None, workers=None) -> StoredTree:
-    """Chunk, deduplicate and store the files under ``source`` and their manifest.
-
-    Shared by dataset snapshots and registry artifacts; the caller commits a record
-    naming the returned manifest blob.
-    """
+def scan_source(source, st: Store) -> tuple[str, list[_Entry], list[str]]:
+    """The absolute path of ``source`` (a directory or a regular file), its entries in
+    manifest order, and the paths skipped (fifos, sockets, devices). A store inside the
+    tree is left out; a source inside the store is an error."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError("source must be a directory or file path, a pyarrow.Table or a pandas "
                         f"DataFrame; got {type(source).__name__}")
@@ -335,7 +333,16 @@ def store_tree(source, st: Store, label: str, progress=None, workers=None) -> St
         entries, skipped = [_Entry(os.path.basename(src), src, "file", sst)], []
     else:
         raise ValueError(f"source is neither a directory nor a regular file: {src!r}")
+    return src, entries, skipped
 
+
+def store_tree(source, st: Store, label: str, progress=None, workers=None) -> StoredTree:
+    """Chunk, deduplicate and store the files under ``source`` and their manifest.
+
+    Shared by dataset snapshots and registry artifacts; the caller commits a record
+    naming the returned manifest blob.
+    """
+    src, entries, skipped = scan_source(source, st)
     started_ns = time.time_ns()
     cache = StatCache(st, src)
     files = [e for e in entries if e.kind == "file"]
@@ -361,8 +368,11 @@ def store_tree(source, st: Store, label: str, progress=None, workers=None) -> St
     sink = _ChunkSink(st, writer)
     nworkers = 1 if small else workers or default_workers() + 1  # this thread coordinates
     try:
-        with Progress(todo_bytes, label, enabled=progress) as bar, \
+        cached_bytes = sum(e.st.st_size for e in files if e.rel in done)
+        with Progress(todo_bytes + cached_bytes, label, enabled=progress) as bar, \
                 ThreadPoolExecutor(nworkers, thread_name_prefix="mlops-snapshot") as pool:
+            # files the stat cache vouches for are done already: the bar counts the whole tree
+            bar.advance(cached_bytes, files=len(done))
             if small:
                 for e in todo:
                     done[e.rel] = _read_file(e, st, sink)

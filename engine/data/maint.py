@@ -1,20 +1,17 @@
-"""Store maintenance: ``log``, ``verify`` and ``gc``."""
+"""Store maintenance: ``log``, ``datasets`` and ``gc`` (``verify`` is in ``verify.py``)."""
 
 from __future__ import annotations
 
-import json
-import random
 import time
 from dataclasses import asdict, dataclass, field
 
-import blake3
 import numpy as np
 
-from ..store import Store, StoreCorruption, StoreError
-from ..store.pack import HEADER, PACK_MAGIC, RECORD, compress, decode_index, decompress, pack_key
+from ..store import Store, StoreError, UnknownVersion
+from ..store.pack import compress, decompress, pack_key
 from . import manifest as mf
 from .ingest import using_store
-from .version import KIND, Version, resolve, versions
+from .version import KIND, Version, names_hint, read_version, resolve, versions
 
 
 def log(name: str, *, store=None) -> list[Version]:
@@ -26,10 +23,31 @@ def log(name: str, *, store=None) -> list[Version]:
 def _log(st, name):
     vs = versions(st, name)
     if not vs:
-        from ..store import UnknownVersion
-
-        raise UnknownVersion(f"no dataset named {name!r} in {st.root}")
+        raise UnknownVersion(f"no dataset named {name!r} in {st.root}{names_hint(st, name)}")
     return vs[::-1]
+
+
+@dataclass
+class DatasetSummary:
+    """One dataset of a store: its ``name``, how many ``versions`` it has, its ``latest``."""
+
+    name: str
+    versions: int
+    latest: Version
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "versions": self.versions, "latest": self.latest.to_dict()}
+
+
+def datasets(*, store=None) -> list[DatasetSummary]:
+    """Every dataset of the store, by name, with its number of versions and its latest version."""
+    with using_store(store) as st:
+        out = []
+        for name in st.list_names(KIND):
+            nums = st.list_numbers(KIND, name)
+            if nums:
+                out.append(DatasetSummary(name, len(nums), read_version(st, name, nums[-1])))
+        return out
 
 
 def all_versions(st: Store) -> list[Version]:
@@ -54,7 +72,7 @@ def _referenced(st: Store, vs: list[Version], problems: list | None = None) -> d
         except StoreError as exc:
             if problems is None:
                 raise
-            problems.append({"problem": "manifest unreadable", "version": ref, "detail": str(exc)})
+            problems.append({"problem": "manifest unreadable", "versions": [ref], "detail": str(exc)})
             continue
         for chunks in man.column("chunks").to_pylist():
             for c in chunks or []:
@@ -62,95 +80,6 @@ def _referenced(st: Store, vs: list[Version], problems: list | None = None) -> d
                 if not refs or refs[-1] != ref:
                     refs.append(ref)
     return used
-
-
-@dataclass
-class VerifyReport:
-    ok: bool
-    packs: int = 0
-    chunks_checked: int = 0
-    bytes_checked: int = 0
-    versions: int = 0
-    problems: list[dict] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
-
-
-def verify(*, store=None, sample: float | None = None, seed: int | None = None) -> VerifyReport:
-    """Re-hash stored chunks and check that every version's chunks exist.
-
-    With ``sample`` in (0, 1], only that fraction of chunks is re-hashed (chosen at
-    random); the reference check always covers every version. Each problem names
-    the pack, the chunk and the versions affected.
-    """
-    if sample is not None and not (isinstance(sample, (int, float)) and 0 < sample <= 1):
-        raise ValueError(f"sample must be a fraction in (0, 1], got {sample!r}")
-    with using_store(store) as st:
-        return _verify(st, sample, seed)
-
-
-def _verify(st, sample, seed):
-    rng = random.Random(seed)
-    problems: list[dict] = []
-    rep = VerifyReport(ok=True)
-    present: set[bytes] = set()
-    bad_chunks: dict[bytes, dict] = {}
-    for pid in st.pack_ids():
-        rep.packs += 1
-        ikey = pack_key(pid, "idx")
-        try:
-            entries = decode_index(st.fs.read_bytes(ikey), ikey)
-        except StoreCorruption as exc:
-            problems.append({"problem": "index damaged", "pack": pid, "detail": str(exc)})
-            continue
-        try:
-            pack = st.fs.read_bytes(pack_key(pid, "pack"))
-        except FileNotFoundError:
-            problems.append({"problem": "pack missing", "pack": pid})
-            continue
-        if pack[:8] != PACK_MAGIC:
-            problems.append({"problem": "pack header damaged", "pack": pid})
-        for e in entries:
-            cid = e["id"].tobytes()
-            present.add(cid)
-            if sample is not None and rng.random() >= sample:
-                continue
-            off, stored, raw, codec = int(e["offset"]), int(e["stored"]), int(e["raw"]), int(e["codec"])
-            rep.chunks_checked += 1
-            rep.bytes_checked += raw
-            detail = None
-            if off + stored > len(pack) or off < HEADER.size + RECORD.size:
-                detail = "record lies outside the pack (truncated pack?)"
-            else:
-                hid, hcodec, hraw, hstored = RECORD.unpack_from(pack, off - RECORD.size)
-                if (hid, hcodec, hraw, hstored) != (cid, codec, raw, stored):
-                    detail = "record header does not match the index"
-                else:
-                    try:
-                        data = decompress(codec, pack[off:off + stored], raw)
-                        if len(data) != raw or blake3.blake3(data).digest() != cid:
-                            detail = "bytes do not hash to the chunk id"
-                    except Exception as exc:
-                        detail = f"does not decompress ({exc})"
-            if detail:
-                bad_chunks[cid] = {"problem": "chunk corrupted", "pack": pid, "chunk": cid.hex(),
-                                   "offset": off, "detail": detail}
-    vs = all_versions(st)
-    rep.versions = len(vs)
-    used = _referenced(st, vs, problems)
-    for cid, info in bad_chunks.items():
-        info["versions"] = used.get(cid, [])
-        problems.append(info)
-    for cid, refs in used.items():
-        if cid not in present:
-            problems.append({"problem": "chunk missing", "chunk": cid.hex(), "versions": refs})
-    rep.problems = problems
-    rep.ok = not problems
-    return rep
 
 
 @dataclass

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from ..store import AmbiguousReference, Store, UnknownVersion
+from ..store import AmbiguousReference, Store, StoreCorruption, UnknownVersion
 from ..store.store import NAME_RE
 from . import manifest as mf
 
@@ -63,15 +64,61 @@ class Version:
                 "format": self.record.get("format", "files")}
 
 
+# The fields every reader relies on, with their types; anything else in a record is optional.
+_RECORD_FIELDS = {"name": str, "number": int, "id": str, "created": str, "files": int,
+                  "bytes": int, "manifest": dict}
+
+
+def record_problem(rec, name: str, number: int) -> str | None:
+    """What is wrong with a parsed version record of ``name:v<number>``, or None if it is sound."""
+    if not isinstance(rec, dict):
+        return f"expected a JSON object, found {type(rec).__name__}"
+    for key, typ in _RECORD_FIELDS.items():
+        if not isinstance(rec.get(key), typ) or isinstance(rec.get(key), bool):
+            return f"field {key!r} is missing or not a {typ.__name__}"
+    if (rec["name"], rec["number"]) != (name, number):
+        return f"it names {rec['name']}:v{rec['number']}, but lies where {name}:v{number} belongs"
+    blob = rec["manifest"]
+    chunks = blob.get("chunks")
+    if not (isinstance(blob.get("id"), str) and isinstance(blob.get("size"), int)
+            and isinstance(chunks, list)
+            and all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) for c in chunks)):
+        return "its manifest reference (id, size, chunks) is malformed"
+    return None
+
+
+def read_version(store: Store, name: str, number: int) -> Version:
+    """Version ``name:v<number>``; a damaged record raises StoreCorruption naming its path."""
+    key = store.record_key(KIND, name, number)
+    try:
+        rec = store.read_record(KIND, name, number)
+        problem = record_problem(rec, name, number)
+        if problem:
+            raise StoreCorruption(f"version record {key} is damaged: {problem}")
+    except StoreCorruption as exc:
+        raise StoreCorruption(f"{exc}; run `mlops data verify` for a full report") from None
+    return Version.from_record(rec, store)
+
+
 def versions(store: Store, name: str) -> list[Version]:
     """Versions of ``name``, oldest first."""
-    return [Version.from_record(store.read_record(KIND, name, n), store)
-            for n in store.list_numbers(KIND, name)]
+    return [read_version(store, name, n) for n in store.list_numbers(KIND, name)]
 
 
 def latest(store: Store, name: str) -> Version | None:
     nums = store.list_numbers(KIND, name)
-    return Version.from_record(store.read_record(KIND, name, nums[-1]), store) if nums else None
+    return read_version(store, name, nums[-1]) if nums else None
+
+
+def names_hint(store: Store, name: str) -> str:
+    """``"; did you mean imagenet, imagenet-small?"`` (closest dataset names), or what the store has."""
+    names = store.list_names(KIND)
+    close = difflib.get_close_matches(name, names, n=3)
+    if close:
+        return f"; did you mean {', '.join(close)}?"
+    if names:
+        return f"; the store has {len(names)} other dataset{'s' * (len(names) != 1)} (mlops data list)"
+    return "; the store has no datasets"
 
 
 def resolve(store: Store, ref) -> Version:
@@ -94,7 +141,7 @@ def resolve(store: Store, ref) -> Version:
                                  "'@latest' (other aliases live in the registry)")
         v = latest(store, name)
         if v is None:
-            raise UnknownVersion(f"no dataset named {name!r} in {store.root}")
+            raise UnknownVersion(f"no dataset named {name!r} in {store.root}{names_hint(store, name)}")
         return v
     if ":" in ref:
         name, _, sel = ref.partition(":")
@@ -102,11 +149,12 @@ def resolve(store: Store, ref) -> Version:
         m = _NUM_RE.match(sel)
         if m:
             n = int(m.group(1))
-            if n not in store.list_numbers(KIND, name):
-                have = store.list_numbers(KIND, name)
+            have = store.list_numbers(KIND, name)
+            if n not in have:
                 raise UnknownVersion(f"no version {name}:v{n}" + (
-                    f" (versions: v{have[0]}..v{have[-1]})" if have else f" (no dataset named {name!r})"))
-            return Version.from_record(store.read_record(KIND, name, n), store)
+                    f" (versions: v{have[0]}..v{have[-1]})" if have
+                    else f" (no dataset named {name!r}{names_hint(store, name)})"))
+            return read_version(store, name, n)
         if _HEX_RE.match(sel.lower()):
             return _by_prefix(store, sel.lower(), [name], ref)
         raise ValueError(f"malformed version reference {ref!r}: after ':' expected vN or an id prefix")
@@ -115,7 +163,8 @@ def resolve(store: Store, ref) -> Version:
     if _HEX_RE.match(ref.lower()):
         return _by_prefix(store, ref.lower(), store.list_names(KIND), ref)
     if NAME_RE.match(ref):
-        raise UnknownVersion(f"no dataset named {ref!r} and no version id starting with it")
+        raise UnknownVersion(f"no dataset named {ref!r} and no version id starting with it"
+                             f"{names_hint(store, ref)}")
     raise ValueError(f"malformed version reference {ref!r}")
 
 
