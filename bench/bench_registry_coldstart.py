@@ -91,9 +91,10 @@ def generate(root: str, commits: int, names: int, durable: bool) -> dict:
     from engine import config
     from engine.registry import Registry
     from engine.registry.log import CommitLog, commit_key, encode
+    from engine.store import Store
 
-    Registry(root, index_path=":memory:").close()
-    log = CommitLog(__import__("engine.store", fromlist=["Store"]).Store(root, create=False).fs)
+    Store(root).close()  # a Registry creates its store only on the first write
+    log = CommitLog(Store(root, create=False).fs)
     version = [0] * names
     holder: list = [None] * names
     loss: dict = {}

@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from .progress import count, human_bytes
+
 STORE_HELP = "store root: a path or pyarrow.fs URI (default $MLOPS_HOME or ./.mlops)"
 
 
@@ -113,21 +115,15 @@ def cmd_register(args) -> int:
     kind = args.kind or "model"
     if kind != "dataset" and not os.path.lexists(args.path):
         raise FileNotFoundError(f"cannot register {args.path!r}: no such file or directory")
-    obj, filename = args.path, None
-    if kind == "profile" and os.path.isfile(args.path):
-        from .monitor import Profile
-
-        # stored as a profile (not as an opaque file) so that Registry.load_profile reads it
-        obj, filename = Profile.load(args.path), os.path.basename(args.path)
     # a dataset version reference needs an existing store: do not create one at a typo
     with _open(args, create=kind != "dataset" or os.path.lexists(args.path)) as reg:
-        mv = reg.register(args.name, obj, kind=kind, filename=filename, metrics=dict(args.metric or []),
+        mv = reg.register(args.name, args.path, kind=kind, metrics=dict(args.metric or []),
                           params=dict(args.param or []), tags=dict(args.tag or []),
                           message=args.message, inputs=args.input or None,
                           aliases=args.alias or None, progress=False if args.json else None)
         if not _out(args, mv.to_dict()):
-            print(f"{mv.ref} registered: {mv.kind}, {mv.files} file{'s' * (mv.files != 1)}, "
-                  f"{mv.size} bytes, id {mv.id[:16]}  aliases: {', '.join(mv.aliases) or '-'}")
+            print(f"{mv.ref} registered: {mv.kind}, {count(mv.files, 'file')}, "
+                  f"{human_bytes(mv.size)}, id {mv.id[:16]}  aliases: {', '.join(mv.aliases) or '-'}")
     return 0
 
 
@@ -168,7 +164,7 @@ def cmd_show(args) -> int:
         print(d["ref"])
         for k, v in [
             ("kind", d["kind"]), ("id", d["id"]), ("format", d["format"]),
-            ("size", f"{d['size']} bytes in {d['files']} file{'s' * (d['files'] != 1)}"),
+            ("size", f"{human_bytes(d['size'])} in {count(d['files'], 'file')}"),
             ("created", f"{_when(d['created'])} by {d['user']}@{d['host']}"),
             ("run", f"{run['run_id']} ({run['name']}, {run['status']})" if run else "-"),
             ("message", d["message"] or "-"), ("aliases", ", ".join(d["aliases"]) or "-"),
@@ -289,9 +285,10 @@ def cmd_verify(args) -> int:
     with _open(args) as reg:
         rep = reg.verify(content=not args.log_only)
     if not _out(args, rep):
-        print(f"{rep['commits']} commits, {rep['checkpoints']} checkpoints, {rep['states']} index "
-              f"snapshots, {rep['versions']} live versions: "
-              + ("OK" if rep["ok"] else f"{len(rep['problems'])} PROBLEMS"))
+        print(f"{count(rep['commits'], 'commit')}, {count(rep['checkpoints'], 'checkpoint')}, "
+              f"{count(rep['states'], 'index snapshot')}, "
+              f"{count(rep['versions'], 'live version')}: "
+              + ("OK" if rep["ok"] else count(len(rep["problems"]), "PROBLEM", "PROBLEMS")))
         for p in rep["problems"]:
             print("  " + ", ".join(f"{k}={v}" for k, v in p.items()))
     return 0 if rep["ok"] else 1
@@ -372,8 +369,10 @@ def add_parser(sub, parser_class) -> None:
     p = cmd(msub, "register", "store a file or directory as the next version of NAME",
             "Store PATH (a file or a directory) as the next version of artifact NAME, with its "
             "metrics, params, tags and the versions it was made from. With --kind dataset, PATH "
-            "may be a dataset version of the store (imagenet:v3); with --kind profile, a .profile "
-            "file of 'mlops monitor profile'. Creates the store if missing.",
+            "may be a dataset version of the store (imagenet:v3); with --kind profile, it must be "
+            "a profile file of 'mlops monitor profile -o'. Content is checked before anything is "
+            "stored: a profile must be one, a .safetensors or .pt/.pth file must be a readable "
+            "state dict (exit 2 if not). Creates the store if missing.",
             ["mlops model register clf out/model.safetensors --metric val_loss=0.21 "
              "--param lr=3e-4 --input imagenet:v3",
              "mlops model register clf out/ --tag team=vision --alias staging -m 'bigger batch'",

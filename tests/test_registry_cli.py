@@ -17,7 +17,8 @@ from engine.monitor import profile
 from engine.registry import Registry
 from engine.registry.log import commit_key
 
-MODEL_SUBCOMMANDS = ["register", "list", "show", "alias", "promote", "compare", "pull", "lineage"]
+MODEL_SUBCOMMANDS = ["register", "list", "show", "alias", "promote", "compare", "pull", "verify",
+                     "lineage"]
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +121,7 @@ def with_run(cli, templates):
 
 # ---------------------------------------------------------------------- help
 @pytest.mark.parametrize("args", [["model", s] for s in MODEL_SUBCOMMANDS]
-                         + [["runs", "list"], ["runs", "show"], ["log"]])
+                         + [["runs", "list"], ["runs", "show"], ["runs", "compare"], ["log"]])
 def test_help(args, capsys):
     with pytest.raises(SystemExit) as e:
         main([*args, "--help"])
@@ -152,7 +153,7 @@ def test_register_json_and_param_parsing(cli, files):
     assert v["params"] == {"lr": 0.001, "layers": [1, 2], "opt": "adam", "flag": True}
     assert v["aliases"] == ["staging", "latest"] and v["message"] == "note"
     out, _ = cli("model", "register", "clf", str(files / "m2.bin"))
-    assert out.startswith("clf:v2 registered: model, 1 file, 11 bytes")
+    assert out.startswith("clf:v2 registered: model, 1 file, 11 B, id ")
 
 
 def test_register_kinds_and_dataset_reference(cli, files):
@@ -301,9 +302,9 @@ def test_pull(registered, tmp_path):
 
 # ---------------------------------------------------------------------- runs and lineage
 def test_runs_list(with_run):
-    rs = js(with_run, "runs", "list")
-    assert [r["status"] for r in rs] == ["FINISHED", "FAILED"] and rs[0]["run_id"] == with_run.run_id
-    assert rs[0]["slurm_job_id"] == "4242" and rs[0]["world_size"] == 1
+    rs = js(with_run, "runs", "list")  # newest first
+    assert [r["status"] for r in rs] == ["FAILED", "FINISHED"] and rs[1]["run_id"] == with_run.run_id
+    assert rs[1]["slurm_job_id"] == "4242" and rs[1]["world_size"] == 1
     assert [r["status"] for r in js(with_run, "runs", "list", "--status", "failed")] == ["FAILED"]
     assert js(with_run, "runs", "list", "--name", "nothing") == []
     out, _ = with_run("runs", "list")
@@ -320,10 +321,12 @@ def test_runs_show(with_run):
     assert "git_commit" in r and "git_dirty" in r and r["host"] and r["user"]
     out, _ = with_run("runs", "show", rid)
     assert "slurm job   4242" in out and "outputs     big:v1" in out and "loss" in out
-    s = js(with_run, "runs", "show", rid, "--metric", "loss")["series"]
+    s = js(with_run, "runs", "show", rid, "--metric", "loss", "--all")["series"]
     assert s["step"] == [0, 1, 2, 3] and s["value"] == [1.0, 0.5, 1 / 3, 0.25]
-    out, _ = with_run("runs", "show", rid, "--metric", "loss")
+    out, _ = with_run("runs", "show", rid, "--metric", "loss", "--all")
     assert out.splitlines()[1].split() == ["STEP", "VALUE"] and out.splitlines()[-1].split() == ["3", "0.25"]
+    out, _ = with_run("runs", "show", rid, "--metric", "loss")  # a summary
+    assert "4 points" in out and "first 1  last 0.25  min 0.25  max 1" in out
     _, err = with_run("runs", "show", rid, "--metric", "acc", code=2)
     assert "no metric 'acc' (it has: loss)" in err
     _, err = with_run("runs", "show", "ffffffff", code=2)
@@ -465,7 +468,7 @@ def test_model_verify(tmp_path, monkeypatch, capsys):
     f.write_bytes(b"weights" * 1000)
     assert main(["model", "register", "m", str(f), "--store", store]) == 0
     assert main(["model", "verify", "--store", store]) == 0
-    assert "1 commits" in capsys.readouterr().out
+    assert "1 commit, 0 checkpoints, 0 index snapshots, 1 live version: OK" in capsys.readouterr().out
     from engine.registry.log import commit_key
 
     path = tmp_path / "s" / commit_key(1)

@@ -37,6 +37,7 @@ from engine.registry import (
 )
 from engine.registry import log as logmod
 from engine.registry.log import CHECKPOINT_DIR, LOG_DIR, CommitLog, commit_key
+from engine.store import Store
 
 SPAWN = mp.get_context("spawn")
 SHARED = ("alpha", "beta")
@@ -167,7 +168,7 @@ def _census(store, cache):
 @pytest.mark.parametrize("layout", ["mixed", "shared"])
 def test_concurrent_writers_every_commit_lands_once(tmp_path, layout):
     store = str(tmp_path / "store")
-    Registry(store, index_path=":memory:").close()
+    Store(store).close()  # the store the children open with create=False
     # mixed: processes 0-3 share one host-local index (one host), 4-7 each have their own
     # (separate hosts); shared: all eight on one index.
     caches = [str(tmp_path / ("cache-shared" if layout == "shared" or i < 4 else f"cache-{i}"))
@@ -298,7 +299,7 @@ KILL_CHILD = textwrap.dedent("""
 
 def test_sigkill_mid_commit_leaves_a_readable_log(tmp_path):
     store = str(tmp_path / "store")
-    Registry(store, index_path=":memory:").close()
+    Store(store).close()  # the store the children open with create=False
     script = tmp_path / "child.py"
     script.write_text(KILL_CHILD)
     cache = str(tmp_path / "child-cache")  # the killed writers' on-disk index, kept across rounds
@@ -504,6 +505,7 @@ def _fill(reg, n):
 def test_checkpoints_make_a_cold_start_read_few_commits(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "REGISTRY_CHECKPOINT_EVERY", 10)
     store = str(tmp_path / "store")
+    Store(store).close()
     with Registry(store, index_path=":memory:") as reg:
         _fill(reg, 95)
         assert reg.refresh() == 95
@@ -596,6 +598,7 @@ def test_checkpoint_written_by_a_writer_that_did_not_see_every_commit(tmp_path, 
     """Two registries on one store: checkpoints come out contiguous whichever writes them."""
     monkeypatch.setattr(config, "REGISTRY_CHECKPOINT_EVERY", 10)
     store = str(tmp_path / "store")
+    Store(store).close()
     a = Registry(store, index_path=":memory:")
     b = Registry(store, create=False, index_path=":memory:")
     for i in range(45):

@@ -8,20 +8,24 @@ host-local SQLite index caught up from the log. See docs/registry.md.
 from .errors import (
     GateError,
     GateRejected,
+    InvalidContent,
     MalformedReference,
     RegistryCorruption,
     RegistryError,
     RegistryFormatError,
+    RunFinished,
     UnknownReference,
 )
 from .refs import KINDS, Ref, parse_ref
 from .registry import ModelVersion, Registry
 from .runs import Run
+from .validators import register_validator
 
 __all__ = [
     "KINDS",
     "GateError",
     "GateRejected",
+    "InvalidContent",
     "MalformedReference",
     "ModelVersion",
     "Ref",
@@ -30,6 +34,8 @@ __all__ = [
     "RegistryError",
     "RegistryFormatError",
     "Run",
+    "RunFinished",
     "UnknownReference",
     "parse_ref",
+    "register_validator",
 ]

@@ -32,3 +32,11 @@ class RegistryCorruption(RegistryError, StoreCorruption):
 
 class RegistryFormatError(RegistryError, StoreFormatError):
     """A commit or checkpoint has a newer format than this version reads."""
+
+
+class InvalidContent(RegistryError, ValueError):
+    """What was given for a kind does not have that kind's format (a profile that is not one)."""
+
+
+class RunFinished(RegistryError):
+    """Something was logged to a run that has already ended."""

@@ -117,7 +117,13 @@ def summarize(action: dict) -> str:
         s = f"alias {action['alias']} of {action['name']}: {prev} -> {new}"
         gate = action.get("gate")
         if gate:
-            s += f" (gate {gate['metric']}{gate['op']}: {gate['new']} vs {gate['held']})"
+            s += f" (gate {gate['metric']}{gate['op']}: {gate['new']}"
+            if gate["held"] is not None:
+                s += f" vs {gate['held']})"
+            elif action.get("previous"):
+                s += f", the holder v{action['previous']} has no {gate['metric']})"
+            else:
+                s += ", no holder to compare with)"
         if action.get("forced"):
             s += " (FORCED)"
         return s

@@ -61,7 +61,10 @@ def _single_file(st: Store, man, label: str) -> tuple[str, bytes]:
 
     cols = man.to_pydict()
     if len(cols["path"]) != 1 or cols["kind"][0] != "file":
-        raise RegistryError(f"{label} holds {len(cols['path'])} entries, not one file; use pull()")
+        n = len(cols["path"])
+        raise RegistryError(f"{label} holds {n} entr{'y' if n == 1 else 'ies'}, not one file; "
+                            f"write its files out with Registry.pull (CLI: mlops model pull "
+                            f"{label} DEST)")
     chunks = cols["chunks"][0]
     data = b"".join(st.read_chunk(c["id"]) for c in chunks)
     if file_id((c["id"], c["length"]) for c in chunks) != cols["file_id"][0] or \

@@ -10,6 +10,7 @@ import warnings
 
 from .. import config
 from ..store import AmbiguousReference, Store
+from ..store.fs import open_fs
 from ..store.store import check_name, now_iso
 from .errors import GateError, GateRejected, RegistryError, UnknownReference
 from .index import Index, node
@@ -20,22 +21,24 @@ from .models import (
     _check_metrics,
     _default_kind,
     _json_dict,
-    _single_file,
     _version_from_row,
 )
+from .reading import RegistryReads
 from .refs import KINDS, check_alias, gate_passes, parse_gate, parse_ref
 from .runs import Run, git_info, new_run_id, world_info
 from .views import RegistryViews
 
 
-class Registry(RegistryViews):
+class Registry(RegistryReads, RegistryViews):
     """The artifact and model registry of a store.
 
     Parameters
     ----------
     store : Store, path or URI, optional
-        The store (default ``$MLOPS_HOME`` or ``./.mlops``), created if missing
-        unless ``create=False``.
+        The store (default ``$MLOPS_HOME`` or ``./.mlops``). A missing store is created
+        by the first write (``register``, ``start_run``) unless ``create=False`` (then
+        opening fails); reads of a missing store raise ``FileNotFoundError`` ("no store
+        at ...") and create nothing.
     index_path : str, optional
         Where the SQLite query cache lives (default: host-local, under
         ``engine.config.cache_dir()``); ``":memory:"`` keeps it in memory.
@@ -57,23 +60,64 @@ class Registry(RegistryViews):
     """
 
     def __init__(self, store=None, *, create: bool = True, index_path: str | None = None):
-        if isinstance(store, Store):
-            self.store, self._own = store, False
+        self._root, self._index_path, self._create = store, index_path, create
+        self._store: Store | None = None
+        self._own = not isinstance(store, Store)
+        if not self._own:
+            self._attach(store)
         else:
-            self.store, self._own = Store(store, create=create), True
-        self.log = CommitLog(self.store.fs)
-        self.index = Index(self.store, index_path)
+            try:
+                self._attach(Store(store, create=False))
+            except FileNotFoundError:
+                if not create:
+                    raise
+                # Created by the first write (register, start_run): a read at a mistyped
+                # path must say there is no store, not answer from a new empty one.
+                root = store if store is not None else config.store_root()
+                fs = open_fs(root)
+                self._where = fs.root
+                self._root = fs.root if fs.local else root  # a later chdir must not move it
         #: The last commit this object made (a dict with ``seq`` and ``actions``), or None
         #: when its last write found nothing to do (promoting the current holder).
         self.last_commit: dict | None = None
 
+    def _attach(self, st: Store) -> None:
+        self._store, self._where = st, st.root
+        self._log = CommitLog(st.fs)
+        self._index = Index(st, self._index_path)
+
+    def _open(self, create: bool = False) -> Store:
+        """The store, opened now if it was missing at construction (created if ``create``);
+        FileNotFoundError ``no store at ...`` if it is still missing."""
+        if self._store is None:
+            self._attach(Store(self._root, create=create))
+        return self._store
+
+    @property
+    def store(self) -> Store:
+        """The store, created now if it is missing (unless ``create=False``): asking for
+        it is for writing to it (``snapshot(..., store=reg.store)``). The registry's own
+        reads go through the index, which never creates one."""
+        return self._open(self._create)
+
+    @property
+    def log(self) -> CommitLog:
+        self._open()
+        return self._log
+
+    @property
+    def index(self) -> Index:
+        self._open()
+        return self._index
+
     def __repr__(self) -> str:
-        return f"Registry({self.store.root!r})"
+        return f"Registry({self._where!r})"
 
     def close(self) -> None:
-        self.index.close()
-        if self._own:
-            self.store.close()
+        if self._store is not None:
+            self._index.close()
+            if self._own:
+                self._store.close()
 
     def __enter__(self) -> Registry:
         return self
@@ -150,7 +194,9 @@ class Registry(RegistryViews):
         close = difflib.get_close_matches(name, names, n=3)
         if close:
             return f"; did you mean {', '.join(close)}?"
-        return f"; it has {len(names)} artifacts" if names else "; the registry is empty"
+        if not names:
+            return "; the registry is empty"
+        return f"; it has {len(names)} artifact{'s' * (len(names) != 1)}"
 
     def _kind_of(self, name: str) -> str | None:
         row = self.index.one("SELECT kind FROM artifacts WHERE name=?", (name,))
@@ -203,7 +249,8 @@ class Registry(RegistryViews):
                                     f"{', '.join(have + ['latest'])})")
         n = self.index.one("SELECT MAX(version) FROM versions WHERE name=?", (r.name,))[0]
         if r.version is not None:
-            return UnknownReference(f"{ref!r}: {r.name!r} has versions v1..v{n}")
+            return UnknownReference(f"{ref!r}: {r.name!r} has "
+                                    + ("one version, v1" if n == 1 else f"versions v1..v{n}"))
         return UnknownReference(f"{ref!r}: no version of {r.name!r} has an id starting with "
                                 f"{r.id_prefix!r}")
 
@@ -247,9 +294,16 @@ class Registry(RegistryViews):
         ``nn.Module``, or a dict of NumPy arrays), a monitor ``Profile``, or a dataset
         version (a ``engine.data`` Version, or its reference with ``kind="dataset"``).
         ``inputs`` are versions it derives from (lineage), ``run`` the run producing
-        it, ``aliases`` aliases set on the new version in the same commit.
+        it (still running, else :class:`RunFinished`), ``aliases`` aliases set on the new
+        version in the same commit.
+
+        Content is checked before anything is stored: with ``kind="profile"`` it must be
+        a profile (a Profile, its bytes or a profile file), a ``.safetensors`` or
+        ``.pt``/``.pth`` file must be a readable state dict, and validators registered
+        for the kind (:func:`~engine.registry.register_validator`) must accept it;
+        otherwise :class:`InvalidContent` (a ValueError) is raised.
         """
-        from .content import store_content
+        from .content import prepare, store_content
 
         check_name(name)
         kind = kind or _default_kind(obj)
@@ -259,11 +313,15 @@ class Registry(RegistryViews):
         params = _json_dict(params, "params")
         tags = {str(k): str(v) for k, v in _json_dict(tags, "tags").items()}
         alias_list = [check_alias(a) for a in ([aliases] if isinstance(aliases, str) else aliases or [])]
+        if run is not None:
+            run._check_running()
+        prepared = prepare(obj, kind, name, filename)  # refused content leaves no trace
+        self._open(self._create)
         in_nodes = [self._input_node(i) for i in ([inputs] if isinstance(inputs, str) else inputs or [])]
         existing = self._kind_of(name)
         if existing is not None and existing != kind:
             raise ValueError(f"{name!r} is a {existing} artifact; cannot register a {kind} under it")
-        c = store_content(self.store, obj, kind, filename, progress)
+        c = store_content(self.store, prepared, progress)
 
         def build():
             k = self._kind_of(name)
@@ -305,56 +363,6 @@ class Registry(RegistryViews):
             raise UnknownReference(f"input {ref!r} is neither a registry artifact nor a dataset "
                                    f"version in {self.store.root}") from None
         return f"data:{dv.name}:v{dv.number}"
-
-    # ------------------------------------------------------------------ reading
-    def _manifest(self, mv: ModelVersion):
-        from ..data import manifest as mf
-
-        return mf.from_bytes(self.store.get_blob(mv.content["manifest"]), f"manifest of {mv.ref}")
-
-    def pull(self, ref, dest, *, paths=None, progress: bool | None = None) -> str:
-        """Write the files of ``ref`` under ``dest``; returns the file's path for a one-file
-        artifact, else ``dest``. Every chunk is verified against its id."""
-        from ..data.restore import checkout_manifest
-
-        mv = self.get(ref)
-        dest, nfiles, _links, _bytes = checkout_manifest(self.store, self._manifest(mv), mv.ref,
-                                                         dest, paths, progress)
-        single = mv.content.get("file")
-        return os.path.join(dest, single) if single and paths is None else dest
-
-    def read_bytes(self, ref) -> bytes:
-        """The bytes of a one-file artifact (verified)."""
-        mv = self.get(ref)
-        return _single_file(self.store, self._manifest(mv), mv.ref)[1]
-
-    def load_state_dict(self, ref, framework: str | None = None):
-        """A state dict registered with ``register(name, state_dict)``: torch tensors
-        (NumPy arrays with ``framework="np"``)."""
-        from . import tensors
-
-        mv = self.get(ref)
-        fmt = mv.format
-        if fmt == "files" and mv.content.get("file", "").endswith(".safetensors"):
-            fmt = "safetensors"  # a .safetensors file registered by path
-        elif fmt == "files" and mv.content.get("file", "").endswith((".pt", ".pth")):
-            fmt = "torch"
-        if fmt not in ("safetensors", "torch"):
-            raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a state dict "
-                                "(a state dict, or one .safetensors/.pt/.pth file)")
-        data = _single_file(self.store, self._manifest(mv), mv.ref)[1]
-        if fmt == "torch":
-            return tensors.torch_loads(data)
-        return tensors.loads(data, framework, mv.ref)
-
-    def load_profile(self, ref):
-        """A monitor ``Profile`` registered as a ``profile`` artifact."""
-        from ..monitor import Profile
-
-        mv = self.get(ref)
-        if mv.format != "profile" and not (mv.kind == "profile" and mv.content.get("file")):
-            raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a profile")
-        return Profile.from_bytes(_single_file(self.store, self._manifest(mv), mv.ref)[1])
 
     # ------------------------------------------------------------------ aliases and gates
     def set_alias(self, ref, alias: str) -> ModelVersion:
@@ -456,6 +464,7 @@ class Registry(RegistryViews):
         """Begin a run; use it as a context manager. Records git commit and dirty flag,
         host, user, world size, rank and Slurm job id."""
         check_name(name, "run name")
+        self._open(self._create)
         params = _json_dict(params, "params")
         tags = {str(k): str(v) for k, v in _json_dict(tags, "tags").items()}
         in_nodes = [self._input_node(i) for i in ([inputs] if isinstance(inputs, str) else inputs or [])]

@@ -22,6 +22,7 @@ import uuid
 import pyarrow as pa
 
 from ..store.store import now_iso
+from .errors import RunFinished
 
 FLUSH_POINTS = 100_000
 FLUSH_SECONDS = 30.0
@@ -88,7 +89,8 @@ class Run:
     """A training run; use as a context manager (``with reg.start_run(...) as run``).
 
     On a normal exit the run ends ``FINISHED``; on an exception ``FAILED`` (on
-    KeyboardInterrupt or SystemExit ``KILLED``), and the exception propagates.
+    KeyboardInterrupt or SystemExit ``KILLED``), and the exception propagates. Logging
+    anything to a run that has ended raises :class:`~engine.registry.RunFinished`.
     """
 
     def __init__(self, registry, name: str, run_id: str, params: dict, rank: int):
@@ -113,8 +115,15 @@ class Run:
         return f"Run({self.name!r}, id={self.id!r}, status={self.status})"
 
     # ------------------------------------------------------------------ logging
+    def _check_running(self) -> None:
+        # An ended run's summary is committed: what comes after would be lost, so refuse it.
+        if self.status != "RUNNING":
+            raise RunFinished(f"run {self.id} ({self.name}) is {self.status}: nothing more can "
+                              "be logged to it; start a new run (Registry.start_run)")
+
     def log_metric(self, key: str, value, step: int | None = None) -> None:
         """Append one point of metric ``key`` (``step`` defaults to the key's next step)."""
+        self._check_running()
         if key not in self._summary:
             _check_key(key, "metric key")
         try:
@@ -146,22 +155,27 @@ class Run:
             self.flush()
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self._check_running()
         for k, v in metrics.items():
             self.log_metric(k, v, step)
 
     def log_param(self, key: str, value) -> None:
+        self._check_running()
         self._new_params[_check_key(key, "param key")] = _json_value(value, f"param {key!r}")
         self.params[key] = self._new_params[key]
 
     def log_params(self, params: dict) -> None:
+        self._check_running()
         for k, v in params.items():
             self.log_param(k, v)
 
     def set_tag(self, key: str, value) -> None:
+        self._check_running()
         self._tags[_check_key(key, "tag key")] = str(value)
 
     def log_input(self, ref) -> str:
         """Record a dataset version or registry version this run reads; returns its node."""
+        self._check_running()
         return self.registry._log_run_input(self, ref)
 
     def log_model(self, name: str, obj, kind: str = "model", **kw):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import sys
 
@@ -63,9 +64,19 @@ def is_flat_tensor_dict(obj) -> bool:
     return True
 
 
+def is_optimizer_state_dict(obj) -> bool:
+    """The shape every ``torch.optim`` optimizer's ``state_dict()`` has: ``state`` (per
+    parameter; empty for plain SGD) and ``param_groups`` (each with its ``params``)."""
+    if not isinstance(obj, dict) or not {"state", "param_groups"} <= obj.keys():
+        return False
+    groups = obj["param_groups"]
+    return isinstance(obj["state"], dict) and isinstance(groups, list) and bool(groups) and \
+        all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+
+
 def looks_like_state_dict(obj) -> bool:
-    """A mapping holding at least one tensor somewhere (for ``register`` dispatch)."""
-    if is_flat_tensor_dict(obj):
+    """A mapping holding a tensor or an optimizer state dict somewhere (``register`` dispatch)."""
+    if is_flat_tensor_dict(obj) or is_optimizer_state_dict(obj):
         return True
     if not isinstance(obj, dict):
         return False
@@ -114,21 +125,52 @@ def dumps(state: dict, metadata: dict | None = None) -> bytes:
     return bytes(out)
 
 
-def loads(data, framework: str | None = None, where: str = "state dict") -> dict:
-    """Read safetensors bytes back: torch tensors if ``framework="pt"`` (default: as
-    written, when torch is importable), else NumPy arrays (bfloat16 as uint16 bits)."""
+def _header(data, total: int, where: str) -> tuple[dict, dict, int]:
+    """Parse and check the header of a tensor file of ``total`` bytes starting with ``data``
+    (at least its first 8 + header-length bytes): ``(tensors, metadata, body offset)``.
+    Every tensor's dtype, shape and offsets are checked against the body's size."""
     data = memoryview(data).cast("B")
     if len(data) < 8:
-        raise RegistryCorruption(f"{where}: {len(data)} bytes is too short for a tensor file")
+        raise RegistryCorruption(f"{where}: {total} bytes is too short for a tensor file")
     (n,) = struct.unpack("<Q", data[:8])
-    if n > MAX_HEADER or 8 + n > len(data):
-        raise RegistryCorruption(f"{where}: header length {n} does not fit in {len(data)} bytes")
+    if n > MAX_HEADER or 8 + n > total or 8 + n > len(data):
+        raise RegistryCorruption(f"{where}: header length {n} does not fit in {total} bytes")
     try:
         header = json.loads(bytes(data[8:8 + n]))
     except ValueError as exc:
         raise RegistryCorruption(f"{where}: header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise RegistryCorruption(f"{where}: header is not a JSON object")
     meta = header.pop("__metadata__", {}) or {}
-    body = data[8 + n:]
+    body = total - 8 - n
+    for name, info in header.items():
+        try:
+            code, shape, (a, b) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
+            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            ok = code in _SIZE and min(shape, default=0) >= 0 and 0 <= a <= b <= body \
+                and b - a == count * _SIZE[code]
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise RegistryCorruption(f"{where}: tensor {name!r} has a bad dtype, shape or offsets")
+    return header, meta, 8 + n
+
+
+def check_file(path: str, where: str) -> None:
+    """Check a ``.safetensors`` file's header against its size, without reading the tensors."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) == 8:
+            head += f.read(min(struct.unpack("<Q", head)[0], MAX_HEADER))
+        _header(head, os.fstat(f.fileno()).st_size, where)
+
+
+def loads(data, framework: str | None = None, where: str = "state dict") -> dict:
+    """Read safetensors bytes back: torch tensors if ``framework="pt"`` (default: as
+    written, when torch is importable), else NumPy arrays (bfloat16 as uint16 bits)."""
+    data = memoryview(data).cast("B")
+    header, meta, start = _header(data, len(data), where)
+    body = data[start:]
     if framework is None:
         framework = meta.get("format", "np")
     torch = None
@@ -137,9 +179,6 @@ def loads(data, framework: str | None = None, where: str = "state dict") -> dict
     out = {}
     for name, info in header.items():
         code, shape, (a, b) = info["dtype"], info["shape"], info["data_offsets"]
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if code not in _SIZE or not 0 <= a <= b <= len(body) or b - a != count * _SIZE[code]:
-            raise RegistryCorruption(f"{where}: tensor {name!r} has a bad dtype or offsets")
         np_dtype = np.uint16 if code == "BF16" else _NP[code]
         arr = np.frombuffer(body[a:b], dtype=np.dtype(np_dtype).newbyteorder("<")).reshape(shape)
         if torch is not None:

@@ -45,7 +45,9 @@ def run_record(reg, run_id: str) -> dict:
     return d
 
 
-def list_runs(reg, name, status) -> list[dict]:
+def list_runs(reg, name, status, where=None, sort=None, limit=None) -> list[dict]:
+    from .run_query import select
+
     reg.index.refresh()
     q, args = f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE 1=1", []
     if name is not None:
@@ -54,7 +56,8 @@ def list_runs(reg, name, status) -> list[dict]:
     if status is not None:
         q += " AND status=?"
         args.append(status.upper())
-    return [_run_dict(r) for r in reg.index.query(q + " ORDER BY seq", args)]
+    rows = [_run_dict(r) for r in reg.index.query(q + " ORDER BY seq DESC", args)]
+    return select(rows, where, sort, limit)
 
 
 def metric_history(reg, run_id: str, key: str | None = None) -> pa.Table:
@@ -72,6 +75,18 @@ def metric_history(reg, run_id: str, key: str | None = None) -> pa.Table:
 
         t = t.filter(pc.equal(t.column("key"), key))
     return t
+
+
+def metric_summary(reg, run_id: str, key: str, width: int) -> dict:
+    from .run_query import summarize
+
+    r = run_record(reg, run_id)
+    t = metric_history(reg, r["run_id"], key)
+    if t.num_rows == 0:
+        have = ", ".join(sorted(r["metrics"])) or "none logged yet"
+        raise UnknownReference(f"run {r['run_id']} has no metric {key!r} (it has: {have})")
+    return {"run_id": r["run_id"], "key": key,
+            **summarize(t.column("value").to_pylist(), t.column("step").to_pylist(), width)}
 
 
 def _lineage_of(reg, mv) -> dict:
@@ -320,11 +335,31 @@ class RegistryViews:
         """A run's record (accepts a unique prefix of the id, 4+ characters)."""
         return run_record(self, run_id)
 
-    def runs(self, name: str | None = None, status: str | None = None) -> list[dict]:
-        return list_runs(self, name, status)
+    def runs(self, name: str | None = None, status: str | None = None, *, where=None,
+             sort: str | None = None, limit: int | None = None) -> list[dict]:
+        """Runs, newest first: only ``name`` and ``status`` if given, and only those where
+        every condition of ``where`` holds (``"val_loss<0.3"`` or a list of them: a run's
+        final metric KEY, else its param KEY, compared with <, <=, >, >=, == or !=);
+        sorted by final metric ``sort`` (ascending; ``"-val_loss"`` descending; runs
+        without it last); at most ``limit``."""
+        return list_runs(self, name, status, where, sort, limit)
+
+    def compare_runs(self, run_ids) -> dict:
+        """Params and final metrics of two or more runs side by side (ids or unique
+        prefixes): ``{"runs", "params": {key: [...]}, "metrics": {key: [...]}, "different"}``."""
+        from .run_query import compare_runs
+
+        if isinstance(run_ids, str) or len(run_ids) < 2:
+            raise ValueError(f"comparing needs at least two runs, got {run_ids!r}")
+        return compare_runs([run_record(self, r) for r in run_ids])
 
     def metric_history(self, run_id: str, key: str | None = None):
         return metric_history(self, run_id, key)
+
+    def metric_summary(self, run_id: str, key: str, width: int = 40) -> dict:
+        """One metric of a run in brief: ``count``, ``first``, ``last``, ``min``, ``max``,
+        ``first_step``, ``last_step`` and a ``sparkline`` at most ``width`` wide."""
+        return metric_summary(self, run_id, key, width)
 
     def compare(self, ref_a, ref_b) -> dict:
         return compare(self, ref_a, ref_b)
