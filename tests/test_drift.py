@@ -296,7 +296,27 @@ def test_cli_prints_the_reason_of_a_null_verdict(tmp_path, capsys):
     code = main(["monitor", "drift", str(tmp_path / "r.parquet"), str(tmp_path / "c.parquet"),
                  "--test", "wasserstein"])
     out = capsys.readouterr().out
-    assert code == 0 and "raw Wasserstein has no scale-free default threshold" in out
+    # No test could decide any column: nothing was compared, so the verdict is untestable
+    # (exit 4), and each column says why.
+    assert code == 4 and "raw Wasserstein has no scale-free default threshold" in out
+    assert drift(frame(500, 1), frame(500, 2), tests=["wasserstein"]).status == "untestable"
+
+
+def test_progress_bar_per_column(capsys, monkeypatch):
+    from engine import config
+
+    ref, cur = frame(300, 1), frame(300, 2)
+    drift(ref, cur, progress=True)
+    err = capsys.readouterr().err
+    assert "drift" in err and "9/9 columns" in err and err.endswith("\n")
+    monkeypatch.setattr(config, "DRIFT_BLOCK_BYTES", 1)  # a block per numeric column
+    drift(ref, cur, progress=True)
+    assert "9/9 columns" in capsys.readouterr().err
+    drift(ref, cur, progress=False)
+    drift(ref, cur)  # None: stderr is not a terminal here
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match="progress"):
+        drift(ref, cur, progress="yes")
 
 
 def test_reference_profile_without_sample_lets_psi_decide():

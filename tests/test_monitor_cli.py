@@ -48,7 +48,7 @@ def test_no_drift_is_exit_0_and_csv_input(files):
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["monitor", "drift", "/no/such.parquet", "x.parquet"], "no such file"),
+    (["monitor", "drift", "/no/such.parquet", "x.parquet"], "does not exist"),
     (["monitor", "drift", "REF", "CUR", "--test", "bogus"], "unknown test"),
     (["monitor", "profile", "data.txt", "-o", "p.profile"], "expected a .parquet"),
 ])

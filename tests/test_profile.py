@@ -801,6 +801,50 @@ def test_sorted_profile_equals_profile_for_the_drift_tests():
             assert b.pack.nan_counts[b.index] == b.nans
 
 
+@pytest.mark.parametrize("fail", ["fsync", "replace"])
+def test_failed_save_leaves_no_temporary_and_names_the_path(tmp_path, monkeypatch, fail):
+    import errno
+
+    cwd, out = tmp_path / "cwd", tmp_path / "out"
+    cwd.mkdir()
+    out.mkdir()
+    monkeypatch.chdir(cwd)
+    p = profile({"x": [1.0, 2.0]})
+
+    def boom(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, fail, boom)
+    dest = os.path.join("..", "out", "p.profile")
+    with pytest.raises(OSError, match="No space left") as e:
+        p.save(dest)
+    assert repr(dest) in str(e.value) and "tmp" not in str(e.value)
+    assert os.listdir(out) == [] and os.listdir(cwd) == []
+    monkeypatch.undo()
+    p.save(out / "p.profile")  # the same call works once the disk has room
+    assert os.listdir(out) == ["p.profile"]
+
+
+def test_save_to_a_directory_or_missing_parent(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    p = profile({"x": [1.0, 2.0]})
+    os.mkdir("d")
+    with pytest.raises(IsADirectoryError, match="'d' is a directory"):
+        p.save("d")
+    with pytest.raises(FileNotFoundError, match="'nope/p.profile'.*'nope' does not exist"):
+        p.save("nope/p.profile")
+    assert os.listdir(tmp_path) == ["d"] and os.listdir("d") == []
+
+
+def test_profile_progress(capsys):
+    t = pa.table({"a": np.arange(10.0), "b": np.arange(10.0), "c": ["x", "y"] * 5})
+    profile(t, progress=True)
+    assert "3/3 columns" in capsys.readouterr().err
+    profile(t, progress=False)
+    profile(t)  # stderr is not a terminal here
+    assert capsys.readouterr().err == ""
+
+
 if __name__ == "__main__":  # regenerate the golden file (only with a new format_version)
     golden_profile().save(GOLDEN)
     print("wrote", GOLDEN, file=sys.stderr)

@@ -1,13 +1,11 @@
-"""The HTML page of a drift report: structure, escaping, size, self-containment, and (where
-Chromium is installed) that it renders and its script sorts, filters and shows the tooltip."""
+"""The HTML page of a drift report: structure, escaping, size, self-containment. The page
+draws the report's per-column decisions; it decides nothing. (In a real browser:
+tests/test_report_browser.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
@@ -17,24 +15,47 @@ import pytest
 from engine.monitor.report_html import render_html
 
 FIELDS = ["column", "type", "test", "statistic", "p_value", "p_adjusted", "threshold", "drifted",
-          "reason"]
+          "primary", "reason"]
 SCHEMA = pa.schema([("column", pa.string()), ("type", pa.string()), ("test", pa.string()),
                     ("statistic", pa.float64()), ("p_value", pa.float64()),
                     ("p_adjusted", pa.float64()), ("threshold", pa.float64()),
-                    ("drifted", pa.bool_()), ("reason", pa.string())])
-VERDICT = {"drift": True, "drifted_columns": 2, "tested_columns": 4, "share": 0.5,
-           "share_threshold": 0.5, "correction": "bh", "alpha": 0.05}
+                    ("drifted", pa.bool_()), ("primary", pa.bool_()), ("reason", pa.string())])
+VERDICT = {"status": "drift", "drift": True,
+           "reason": "2 of 4 columns drifted (50%), at or above the 50% share that declares "
+                     "dataset drift",
+           "drifted_columns": 2, "counted_columns": 4, "tested_columns": 4, "untested_columns": 1,
+           "share": 0.5, "share_threshold": 0.5, "correction": "bh", "alpha": 0.05}
 EVIL = "<script>alert(\"x\")</script> & 'q' ü 列 \u200b"
 
 
 def row(column, test="ks", type="numeric", statistic=0.1, p_value=0.5, p_adjusted=0.6,
-        threshold=0.05, drifted=False, reason=None):
+        threshold=0.05, drifted=False, primary=True, reason=None):
+    """One test row of the report's table."""
     return dict(column=column, type=type, test=test, statistic=statistic, p_value=p_value,
-                p_adjusted=p_adjusted, threshold=threshold, drifted=drifted, reason=reason)
+                p_adjusted=p_adjusted, threshold=threshold, drifted=drifted, primary=primary,
+                reason=reason)
+
+
+def col(r, status=None, counts=None, reason=None):
+    """The decision of a column, from its primary row (what DriftReport.columns holds)."""
+    if status is None:
+        status = {True: "drift", False: "no drift", None: "untestable"}[r["drifted"]]
+    counts = status == "drift" if counts is None else counts
+    return {"column": r["column"], "type": r["type"], "status": status,
+            "counts_as_drift": counts, "test": r["test"], "statistic": r["statistic"],
+            "p_value": r["p_value"], "p_adjusted": r["p_adjusted"], "threshold": r["threshold"],
+            "reason": reason if reason is not None else r["reason"]}
 
 
 def table(rows):
     return pa.table({f: [r[f] for r in rows] for f in FIELDS}, schema=SCHEMA)
+
+
+def render(rows, verdict=None, dists=None, meta=None, columns=None):
+    """The page of test ``rows``; each column decided by its primary row unless ``columns``."""
+    if columns is None:
+        columns = [col(r) for r in rows if r["primary"]]
+    return render_html(columns, rows, verdict or {}, dists or {}, meta)
 
 
 def numeric(n_bins=12, seed=0, under=0, over=0):
@@ -46,10 +67,11 @@ def numeric(n_bins=12, seed=0, under=0, over=0):
 
 
 def sample():
+    """(columns, test rows, verdict, distributions, meta) of a small report."""
     rows = [
         row("age", statistic=0.31, p_value=1e-9, p_adjusted=4e-9, drifted=True),
         row("age", test="wasserstein_normed", statistic=0.42, p_value=None, p_adjusted=None,
-            threshold=0.1, drifted=True),
+            threshold=0.1, drifted=True, primary=False),
         row("income", statistic=float("nan"), p_value=None, p_adjusted=None, drifted=None,
             reason="current column has no values"),
         row("plan", test="chi2", type="categorical", statistic=12.5, p_value=0.002,
@@ -70,7 +92,8 @@ def sample():
     meta = {"title": "Nightly drift", "reference": "train@3f2a", "reference_rows": 20000,
             "current": "prod@8b0e", "current_rows": 15000, "created": "2024-06-02 07:30 UTC",
             "engine_version": "0.1.0"}
-    return table(rows), dict(VERDICT), dists, meta
+    columns = [col(r) for r in rows if r["primary"]]
+    return columns, table(rows), dict(VERDICT), dists, meta
 
 
 class StrictParser(HTMLParser):
@@ -113,28 +136,32 @@ def parse(page: str) -> StrictParser:
 
 def body_rows(page: str) -> list[str]:
     tbody = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    return re.findall(r"<tr class=\"[duo]\">.*?</tr>", tbody, flags=re.S)
+    return re.findall(r"<tr class=\"[dfuo]\">.*?</tr>", tbody, flags=re.S)
+
+
+def names_of(rows: list[str]) -> list[str]:
+    return [re.search(r'<td class="c"[^>]*>([^<]*)', r).group(1) for r in rows]
 
 
 # --------------------------------------------------------------------------- structure
 
 
 def test_structure_verdict_rows_and_sortable_headers():
-    t, verdict, dists, meta = sample()
-    page = render_html(t, verdict, dists, meta)
+    columns, t, verdict, dists, meta = sample()
+    page = render_html(columns, t, verdict, dists, meta)
     assert page.startswith("<!DOCTYPE html>")
-    # The verdict comes before the table.
+    # The verdict comes before the table, in the verdict's own words.
     assert page.index("Drift detected") < page.index("<table")
-    assert "2 of 4 tested columns drifted (50.0%)" in page
+    assert f"<p>{verdict['reason']}</p>" in page
     assert "Benjamini–Hochberg" in page and "α = 0.05" in page
+    assert "2<small> / 4</small>" in page  # drifted of counted columns
     # One row per column (age has two tests, merged), drifted ones first.
     rows = body_rows(page)
     assert len(rows) == 5
     assert [r[11] for r in rows] == ["d", "d", "o", "o", "u"]
-    names = [re.search(r'<td class="c"[^>]*>([^<]*)', r).group(1) for r in rows]
-    assert names == ["age", "plan", "comment", "score", "income"]
+    assert names_of(rows) == ["age", "plan", "comment", "score", "income"]
     # Sortable headers (data-t), the initial sort shown, a filter box and the script.
-    assert page.count('<th data-t="') == 9
+    assert page.count('<th data-t="') == 8
     assert 'aria-sort="ascending"' in page
     assert '<input id="q" type="search"' in page
     assert "<script>" in page and "localeCompare" in page
@@ -143,39 +170,65 @@ def test_structure_verdict_rows_and_sortable_headers():
                  "2024-06-02 07:30 UTC", "mlops-engine 0.1.0"):
         assert text in page
     # Deterministic: the same input gives the same page.
-    assert render_html(t, verdict, dists, meta) == page
+    assert render_html(columns, t, verdict, dists, meta) == page
 
 
-def test_no_drift_verdict_and_counts_from_the_table():
-    t = table([row("a"), row("b"), row("c", drifted=None, reason="constant")])
-    page = render_html(t, {"drift": False}, {})
+def test_verdict_banner_of_each_status():
+    t = [row("a"), row("b"), row("c", drifted=None, reason="constant")]
+    page = render(t, {"status": "no drift", "reason": "0 of 2 columns drifted (0%), below "
+                      "the 50% share that declares dataset drift"})
     assert "No drift detected" in page and "Drift detected" not in page
-    assert "0 of 2 tested columns drifted" in page  # counted from the table
-    assert 'class="v ok"' in page
+    assert "<p>0 of 2 columns drifted (0%), below the 50% share" in page
+    assert 'class="v ok"' in page and "<title>Drift report – no drift</title>" in page
+    page = render([], {"status": "untestable",
+                       "reason": "nothing could be compared: the current data has no rows"})
+    assert 'class="v un"' in page and "<h2>Untestable</h2>" in page
+    assert "<p>nothing could be compared: the current data has no rows</p>" in page
 
 
-def test_merged_tests_main_test_and_others():
+def test_the_page_draws_the_given_decisions_and_secondary_tests_as_evidence():
     rows = [
         row("x", statistic=0.02, p_value=0.3, p_adjusted=0.4, drifted=False),
         row("x", test="wasserstein_normed", statistic=0.25, p_value=None, p_adjusted=None,
-            threshold=0.1, drifted=np.bool_(True)),
+            threshold=0.1, drifted=np.bool_(True), primary=False),
         row("x", test="psi", statistic=float("nan"), p_value=None, p_adjusted=None,
-            threshold=0.2, drifted=None, reason="reference is constant"),
+            threshold=0.2, drifted=None, primary=False, reason="reference is constant"),
     ]
-    page = render_html(rows, {}, {})  # a list of mappings works too
+    page = render(rows)  # a list of mappings works too
     (r,) = body_rows(page)
-    assert r.startswith('<tr class="d">')  # any drifted test makes the column drifted
-    # The drifted test is the main one, with a distance threshold; the others are listed.
-    assert "<td>wasserstein_normed</td><td>0.25</td><td>–</td><td>–</td>" in r
-    assert '<td data-v="0.1">≥0.1</td>' in r
-    assert '<span class="t">ks 0.02</span>' in r.replace(' title="adjusted p = 0.4"', "")
-    assert 'title="not tested: reference is constant"' in r and "psi –" in r
+    # A secondary test that drifted does not make the column drifted: the primary decides.
+    assert r.startswith('<tr class="o">') and '<span class="s">no drift</span>' in r
+    assert "<td>ks</td><td>0.02</td>" in r and '<td data-v="0.4">0.4<small>p 0.3</small></td>' in r
+    assert '<td data-v="0.05">p&lt;0.05</td>' in r
+    # The secondary tests: statistic and p-value, a drifted one outlined, an untested one.
+    assert re.search(r'<span class="t x" title="secondary test, crossed its threshold; '
+                     r'evidence only">wasserstein_<wbr>normed 0.25</span>', r)
+    assert 'title="not tested: reference is constant">psi –</span>' in r
+    chips = [row("y", statistic=0.3, p_value=1e-9, p_adjusted=2e-9, drifted=True, primary=False),
+             row("y", test="wasserstein_normed", statistic=0.05, p_value=None, p_adjusted=None,
+                 threshold=0.1, drifted=False)]
+    (r,) = body_rows(render(chips))
+    assert "ks 0.3 <em>p adj. 2e-9</em></span>" in r and '<td data-v="0.1">&gt;0.1</td>' in r
+    (r,) = body_rows(render(chips, {"correction": None}))
+    assert "ks 0.3 <em>p 2e-9</em></span>" in r
+    # Whatever the decision says, the page shows: a finding counted, one reported.
+    findings = [row("gone", test="none", statistic=float("nan"), p_value=None, p_adjusted=None,
+                    threshold=float("nan"), drifted=None, reason="column is missing"),
+                row("extra", test="none", statistic=float("nan"), p_value=None,
+                    p_adjusted=None, threshold=float("nan"), drifted=None,
+                    reason="column is not in the reference")]
+    page = render(findings, columns=[col(findings[0], "missing", True),
+                                     col(findings[1], "new", False)])
+    rows = body_rows(page)
+    assert [r[11] for r in rows] == ["d", "f"]
+    assert '<span class="s">missing</span>' in rows[0] and '<span class="s">new</span>' in rows[1]
+    assert '<div class="why">column is not in the reference</div>' in rows[1]
 
 
 def test_column_kinds_and_not_tested():
-    t, verdict, dists, meta = sample()
-    page = render_html(t, verdict, dists, meta)
-    rows = {re.search(r'<td class="c"[^>]*>([^<]*)', r).group(1): r for r in body_rows(page)}
+    columns, t, verdict, dists, meta = sample()
+    page = render_html(columns, t, verdict, dists, meta)
+    rows = dict(zip(names_of(body_rows(page)), body_rows(page)))
     # numeric: step paths for both sides, edge labels, hover data with the over-flow slot
     age = rows["age"]
     assert '<path class="r" d="M0 52' in age and '<path class="c" d="M0 52' in age
@@ -193,48 +246,50 @@ def test_column_kinds_and_not_tested():
     assert "<td>categorical</td>" in plan and "<td>chi2</td>" in plan
     # text: the same bars, by script
     assert ">Cyrillic</text>" in rows["comment"] and "<td>text</td>" in rows["comment"]
-    # not tested: grey row, its reason, dashes, and the chart says the current side is empty
+    # untestable: grey row, its reason, dashes, and the chart says the current side is empty
     inc = rows["income"]
     assert inc.startswith('<tr class="u">')
     assert '<div class="why">current column has no values</div>' in inc
-    assert '<span class="s">not tested</span>' in inc
-    assert inc.count("<td>–</td>") == 3  # statistic, p-value, adjusted p-value
+    assert '<span class="s">untestable</span>' in inc
+    assert inc.count("<td>–</td>") == 1 and inc.count('<td data-v="">–</td>') == 2
     assert "no current values" in inc
     assert not re.search(r"\bnan\b", page.split("<script>")[0], flags=re.I)
 
 
 def test_nan_statistic_and_missing_values_render_as_dash():
-    t = table([row("a", statistic=float("nan"), p_value=None, p_adjusted=None, threshold=None,
-                   drifted=False)])
-    page = render_html(t, {}, {})
+    page = render([row("a", statistic=float("nan"), p_value=None, p_adjusted=None,
+                       threshold=None, drifted=False)])
     (r,) = body_rows(page)
-    assert "<td>ks</td><td>–</td><td>–</td><td>–</td><td data-v=\"\">–</td>" in r
+    assert "<td>ks</td><td>–</td><td data-v=\"\">–</td><td data-v=\"\">–</td>" in r
     assert "nan" not in r.lower()
     assert '<span class="na">no distribution</span>' in r
 
 
 def test_number_formatting():
-    t = table([row("a", statistic=0.000012345, p_value=1.5e-300, p_adjusted=0.0),
-               row("b", statistic=float("inf"), p_value=1.0, p_adjusted=1.0)])
-    page = render_html(t, {}, {})
-    assert "<td>1.234e-5</td><td>1.5e-300</td><td>0</td>" in page
-    assert "<td>∞</td><td>1</td><td>1</td>" in page
+    page = render([row("a", statistic=0.000012345, p_value=1.5e-300, p_adjusted=0.0),
+                   row("b", statistic=float("inf"), p_value=1.0, p_adjusted=1.0)],
+                  {"correction": "bh"})
+    assert "<td>1.234e-5</td><td data-v=\"0\">0<small>p 1.5e-300</small></td>" in page
+    assert "<td>∞</td><td data-v=\"1\">1<small>p 1</small></td>" in page
 
 
 # --------------------------------------------------------------------------- escaping
 
 
 def test_user_strings_are_escaped():
-    t = table([row(EVIL, type="categorical", test="chi2<>", drifted=True),
-               row("a&b\"c'd", drifted=None, reason="<b>bad</b> & \"worse\"")])
+    rows = [row(EVIL, type="categorical", test="chi2<>", drifted=True),
+            row("a&b\"c'd", drifted=None, reason="<b>bad</b> & \"worse\""),
+            row("a&b\"c'd", test="psi<i>", drifted=None, primary=False, reason="<u>why</u>")]
     dists = {EVIL: {"kind": "categorical", "labels": ["<i>x</i>", "\"q\"&'", "ü列"],
                     "ref": [1, 2, 3], "cur": [3, 2, 1]}}
     meta = {"title": "<title>T</title>", "reference": "</script><script>alert(1)</script>",
             "extra_note": "<x>"}
-    page = render_html(t, {"correction": "<bh>"}, dists, meta)
+    page = render(table(rows), {"correction": "<bh>", "reason": "<em>r</em>"}, dists, meta,
+                  columns=[col(r) for r in rows if r["primary"]])
     # No injected markup anywhere: only the page's own <script> and <title>.
     assert page.count("<script>") == 1 and page.count("</script>") == 1
     assert "<i>x</i>" not in page and "<b>bad</b>" not in page and "<x>" not in page
+    assert "<em>r</em>" not in page and "<u>why</u>" not in page and "psi<i>" not in page
     assert page.count("<title>") == 1
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#x27;q&#x27; ü 列" in page
     p = parse(page)
@@ -242,7 +297,7 @@ def test_user_strings_are_escaped():
     text = "".join(p.text)
     # The parsed text holds the original strings (column name, reason, title, meta).
     for s in (EVIL, "a&b\"c'd", "<b>bad</b> & \"worse\"", "<title>T</title>",
-              "</script><script>alert(1)</script>", "<x>", "<bh>", "chi2<>"):
+              "</script><script>alert(1)</script>", "<x>", "<bh>", "chi2<>", "<em>r</em>"):
         assert s in text, s
     # The hover labels of the categorical chart round-trip through the attribute as JSON.
     svgs = [a for tag, a in p.attrs if tag == "svg" and "data-l" in a]
@@ -254,7 +309,7 @@ def test_user_strings_are_escaped():
 
 def test_control_characters_and_lone_surrogates_are_replaced():
     name = "a\x00b\x1bc\ud800d"
-    page = render_html([row(name)], {}, {})  # (pyarrow cannot hold a lone surrogate)
+    page = render([row(name)])  # (pyarrow cannot hold a lone surrogate)
     assert "a\ufffdb\ufffdc\ufffdd" in page
     page.encode("utf-8")  # strict: no lone surrogate left
 
@@ -263,8 +318,8 @@ def test_control_characters_and_lone_surrogates_are_replaced():
 
 
 def test_no_network_references():
-    t, verdict, dists, meta = sample()
-    page = render_html(t, verdict, dists, meta)
+    columns, t, verdict, dists, meta = sample()
+    page = render_html(columns, t, verdict, dists, meta)
     low = page.lower()
     assert "http://" not in low and "https://" not in low and "//" not in re.sub(
         r"<script>.*?</script>", "", low, flags=re.S)
@@ -278,8 +333,8 @@ def test_no_network_references():
 
 
 def test_valid_html():
-    t, verdict, dists, meta = sample()
-    page = render_html(t, verdict, dists, meta)
+    columns, t, verdict, dists, meta = sample()
+    page = render_html(columns, t, verdict, dists, meta)
     p = parse(page)
     assert p.errors == [] and p.stack == []
     assert len(p.ids) == len(set(p.ids))
@@ -300,7 +355,8 @@ def thousand_columns():
     for i in range(1000):
         name = f"feature_{i:04d}"
         rows.append(row(name, statistic=float(rng.random() * 0.1), p_value=float(rng.random()),
-                        p_adjusted=float(rng.random()), drifted=bool(i % 10 == 0)))
+                        p_adjusted=float(rng.random()), drifted=bool(i % 10 == 0),
+                        primary=False))
         rows.append(row(name, test="wasserstein_normed", statistic=float(rng.random() * 0.2),
                         p_value=None, p_adjusted=None, threshold=0.1, drifted=bool(i % 7 == 0)))
         # 12 bins plus under- and overflow counts on both sides (the widest numeric chart).
@@ -308,14 +364,15 @@ def thousand_columns():
         dists[name] = {"kind": "numeric", "edges": edges.tolist(),
                        "ref": rng.integers(1, 50_000, 14).tolist(),
                        "cur": rng.integers(1, 50_000, 14).tolist()}
-    return table(rows), dists
+    return rows, dists
 
 
 def test_size_of_1000_columns_under_2mb(capsys):
-    t, dists = thousand_columns()
-    page = render_html(t, {"drift": True, "correction": "bh", "alpha": 0.05,
-                           "share_threshold": 0.5}, dists,
-                       {"title": "1,000 columns", "reference": "ref", "current": "cur"})
+    rows, dists = thousand_columns()
+    page = render(table(rows), {"status": "drift", "correction": "bh", "alpha": 0.05,
+                                "share_threshold": 0.5}, dists,
+                  {"title": "1,000 columns", "reference": "ref", "current": "cur"},
+                  columns=[col(r) for r in rows if r["primary"]])
     size = len(page.encode("utf-8"))
     with capsys.disabled():
         print(f"\n1,000 numeric columns x 12 bins, 2 tests each: {size:,} bytes")
@@ -336,12 +393,14 @@ def test_size_of_1000_columns_under_2mb(capsys):
 ])
 def test_malformed_distributions_raise(dist, match):
     with pytest.raises(ValueError, match=match):
-        render_html(table([row("a")]), {}, {"a": dist})
+        render([row("a")], dists={"a": dist})
 
 
-def test_missing_columns_raise():
+def test_missing_fields_raise():
     with pytest.raises(ValueError, match="'column' or 'test'"):
-        render_html([{"column": "a"}], {}, {})
+        render_html([], [{"column": "a"}], {}, {})
+    with pytest.raises(ValueError, match="lacks 'column'"):
+        render_html([{"status": "drift"}], [], {}, {})
 
 
 def test_degenerate_distributions():
@@ -353,7 +412,7 @@ def test_degenerate_distributions():
         "many": {"kind": "categorical", "labels": [f"c{i}" for i in range(300)],
                  "ref": list(range(300)), "cur": list(range(300, 0, -1))},
     }
-    page = render_html(table([row(k) for k in dists]), {}, dists)
+    page = render([row(k) for k in dists], dists=dists)
     p = parse(page)
     assert not p.errors
     assert "no current values" in page and ">no values<" in page and "no categories" in page
@@ -361,59 +420,9 @@ def test_degenerate_distributions():
     assert not re.search(r"\bnan\b", page.split("<script>")[0], flags=re.I)
 
 
-# --------------------------------------------------------------------------- in a browser
-
-CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and
-                 os.path.exists(p)), None)
-
-# Run after the page's own script: sort, filter, hover, then record the results in the DOM.
-PROBE = """<script>(function(){
-var T=document.getElementById("cols"),H=T.tHead.rows[0].cells,out={};
-function names(){return Array.prototype.map.call(T.tBodies[0].rows,function(r){
-return r.cells[1].getAttribute("data-v")||r.cells[1].textContent})}
-out.initial=names();H[5].click();out.stat_up=names();H[5].click();out.stat_down=names();
-var q=document.getElementById("q");q.value="SCO";q.dispatchEvent(new Event("input"));
-out.shown=document.getElementById("n").textContent;
-out.hidden=Array.prototype.filter.call(T.tBodies[0].rows,function(r){return r.hidden}).length;
-q.value="";q.dispatchEvent(new Event("input"));
-var s=document.querySelector("td.g svg[data-l]"),b=s.getBoundingClientRect();
-s.dispatchEvent(new MouseEvent("mousemove",{bubbles:true,clientX:b.left+5,clientY:b.top+30}));
-var tt=document.getElementById("tt");out.tip_hidden=tt.hidden;out.tip=tt.textContent;
-out.ready=document.documentElement.getAttribute("data-ready");
-document.body.setAttribute("data-probe",JSON.stringify(out))})();</script></body>"""
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-def test_renders_in_headless_chromium(tmp_path):
-    t, verdict, dists, meta = sample()
-    page = render_html(t, verdict, dists, meta).replace("</body>", PROBE)
-    path = tmp_path / "report.html"
-    path.write_text(page, encoding="utf-8")
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900",
-           "--dump-dom", path.as_uri()]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    m = re.search(r'data-probe="([^"]*)"', out.stdout)
-    assert m, out.stdout[-2000:]
-    probe = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert probe["ready"] == "1"  # the page's script ran to its end
-    assert probe["initial"] == ["age", "plan", "comment", "score", "income"]
-    # Statistic ascending: 0.01, 0.31, 1.5, 12.5, then the NaN of 'income' last; descending
-    # reverses the numbers and keeps the missing value last.
-    assert probe["stat_up"] == ["score", "age", "comment", "plan", "income"]
-    assert probe["stat_down"] == ["plan", "comment", "age", "score", "income"]
-    assert probe["shown"] == "1" and probe["hidden"] == 4  # "SCO" matches only 'score'
-    assert probe["tip_hidden"] is False
-    assert probe["tip"].startswith("free") and "reference 50.0%" in probe["tip"]
-    assert "current 20.0%" in probe["tip"] and "50 rows" in probe["tip"]
-
-
-def test_thousand_column_page_is_fast():
-    import time
-
-    t, dists = thousand_columns()
-    t0 = time.perf_counter()
-    render_html(t, {}, dists)
-    assert time.perf_counter() - t0 < 5.0
+def test_thousand_column_page_stays_small():
+    # Speed is for bench/, never a timed assertion here; the size budget is deterministic.
+    rows, dists = thousand_columns()
+    page = render(rows, dists=dists)
+    assert len(page.encode()) < 2_000_000
+    assert page.count("<svg") >= 1000

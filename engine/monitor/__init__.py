@@ -10,7 +10,9 @@ Examples
 ['x']
 """
 
-from .drift import DriftReport, adjust_pvalues, drift
+from .drift import DriftReport, adjust_pvalues, check_options, drift
+from .inputs import load_input
 from .profile import Profile, profile
 
-__all__ = ["DriftReport", "Profile", "adjust_pvalues", "drift", "profile"]
+__all__ = ["DriftReport", "Profile", "adjust_pvalues", "check_options", "drift", "load_input",
+           "profile"]

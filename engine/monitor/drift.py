@@ -25,66 +25,46 @@ text          ``jensenshannon`` on the script histogram,  ``hellinger``
               ``jensenshannon_trigrams``
 ============  ========================================  =================================
 
-Default thresholds follow common practice (Evidently's where it has one): p-value
-tests drift when the adjusted p-value is below ``alpha`` = 0.05; normed Wasserstein,
-PSI, Jensen-Shannon, Hellinger at 0.1; L-infinity at 0.2. P-values are corrected
+Default thresholds follow common practice (Evidently's where it has one): a p-value
+test drifts when the adjusted p-value is below ``alpha`` = 0.05; a distance drifts
+when its statistic is above (``>``) its threshold: normed Wasserstein, PSI,
+Jensen-Shannon, Hellinger at 0.1, L-infinity at 0.2. P-values are corrected
 across columns, per test, with Benjamini-Hochberg (``correction="bh"``, default) or
-Bonferroni (``"bonferroni"``) or not at all (``None``). The dataset drifts when the
-share of drifted columns (by each column's first test) reaches ``share`` (0.5).
+Bonferroni (``"bonferroni"``) or not at all (``"none"`` or ``None``). Each column is
+decided once, by its primary (first) test and the schema findings (see
+:mod:`engine.monitor.drift_report`); the dataset drifts when the share of drifted
+columns reaches ``share`` (0.5), and is ``untestable`` when no column could be tested.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 
 import numpy as np
-import pyarrow as pa
 
 from .drift_blocks import _current_hists, _no_sample_reason, _packed
-from .drift_report import TABLE_SCHEMA, DriftReport
+from .drift_report import (
+    FINDING_POLICIES,
+    P_TESTS,
+    DriftReport,
+    _check_correction,
+    adjust_pvalues,
+    decide_rows,
+    report,
+    untestable_reason,
+)
 
-P_TESTS = {"ks", "cvm", "chi2", "gtest", "mmd"}
-DEFAULT_THRESHOLDS = {
-    "wasserstein_normed": 0.1, "psi": 0.1, "jensenshannon": 0.1, "jensenshannon_trigrams": 0.1,
-    "hellinger": 0.1, "linf": 0.2, "wasserstein": float("nan"),
-}
+__all__ = ["DriftReport", "adjust_pvalues", "check_options", "drift"]
+
 NUMERIC_TESTS = ("ks", "wasserstein", "wasserstein_normed", "cvm", "psi", "jensenshannon", "hellinger")
 CATEGORICAL_TESTS = ("chi2", "gtest", "linf", "jensenshannon", "psi", "hellinger")
 TEXT_TESTS = ("jensenshannon", "jensenshannon_trigrams", "hellinger")
 KNOWN_TESTS = frozenset(NUMERIC_TESTS) | frozenset(CATEGORICAL_TESTS) | frozenset(TEXT_TESTS) \
     | {"mmd"}
 SMALL_SAMPLE = 1000
-NO_THRESHOLD = {"wasserstein": "raw Wasserstein has no scale-free default threshold; pass "
-                               "thresholds={'wasserstein': x} or use wasserstein_normed"}
 HIST_TESTS = ("psi", "jensenshannon", "hellinger")
 EXACT_TESTS = ("ks", "wasserstein", "wasserstein_normed", "cvm")
-
-
-def adjust_pvalues(p: np.ndarray, method: str | None) -> np.ndarray:
-    """Benjamini-Hochberg or Bonferroni adjusted p-values; NaN entries stay NaN.
-
-    Matches ``scipy.stats.false_discovery_control(p, method="bh")`` for BH.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0 or method is None:
-        out[ok] = p[ok]
-        return out
-    q = p[ok]
-    if method == "bonferroni":
-        out[ok] = np.minimum(q * m, 1.0)
-    elif method == "bh":
-        order = np.argsort(q)
-        ranked = q[order] * m / np.arange(1, m + 1)
-        ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-        adj = np.empty(m)
-        adj[order] = np.minimum(ranked, 1.0)
-        out[ok] = adj
-    else:
-        raise ValueError(f"correction must be 'bh', 'bonferroni' or None, got {method!r}")
-    return out
 
 
 def _as_profile(data, name: str, edges_from=None, columns=None, types=None, bins=10,
@@ -101,49 +81,111 @@ def _as_profile(data, name: str, edges_from=None, columns=None, types=None, bins
         raise TypeError(f"{name}: {exc}") from None
 
 
-def _check_tests(tests):
+def _check_tests(tests) -> list[str] | None:
     if tests is None:
         return None
     if isinstance(tests, str):
         tests = [tests]
+    tests = list(tests)
+    if not tests:
+        raise ValueError("tests must name at least one test, or be None for the defaults")
     for t in tests:
         if t not in KNOWN_TESTS:
             raise ValueError(f"unknown test {t!r}; known tests: {sorted(KNOWN_TESTS)}")
-    return list(tests)
+    return tests
 
 
-def _check_thresholds(thresholds, column_names) -> None:
-    """Reject keys of ``thresholds=`` that would be ignored: unknown tests, non-dict columns."""
+def _threshold_value(key: str, v, test: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"thresholds[{key}] must be a finite number >= 0, got {v!r}")
+    if test in P_TESTS and v > 1:
+        raise ValueError(f"thresholds[{key}] is the significance level of {test}, a p-value "
+                         f"test: expected a number in [0, 1], got {v!r}")
+    return float(v)
+
+
+def _check_thresholds(thresholds, column_names=None) -> dict | None:
+    """``thresholds`` with float values; every key must name a known test (a number) or a
+    column (a dict of test -> number). Columns are checked when ``column_names`` is given."""
     if thresholds is None:
-        return
+        return None
     if not isinstance(thresholds, dict):
         raise TypeError(f"thresholds must be a dict, got {type(thresholds).__name__}")
-
-    def number(key, v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"thresholds[{key}] must be a number, got {v!r}")
-
+    out: dict = {}
     for key, val in thresholds.items():
         if isinstance(val, dict):
+            if column_names is not None and key not in column_names:
+                close = difflib.get_close_matches(str(key), sorted(map(str, column_names)), 3)
+                hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+                raise ValueError(f"thresholds key {key!r} names neither a known test nor a "
+                                 f"column of the data{hint}")
+            out[key] = {}
             for t, v in val.items():
                 if t not in KNOWN_TESTS:
                     raise ValueError(f"thresholds[{key!r}]: unknown test {t!r}; known tests: "
                                      f"{sorted(KNOWN_TESTS)}")
-                number(f"{key!r}][{t!r}", v)
+                out[key][t] = _threshold_value(f"{key!r}][{t!r}", v, t)
         elif key in KNOWN_TESTS:
-            number(repr(key), val)
-        elif key in column_names:
-            raise ValueError(f"thresholds[{key!r}]: a column's thresholds must be a dict of "
-                             f"test -> threshold, e.g. {{{key!r}: {{'psi': 0.2}}}}, got {val!r}")
+            out[key] = _threshold_value(repr(key), val, key)
         else:
-            raise ValueError(f"thresholds key {key!r} is neither a known test nor a column "
-                             f"with a dict of thresholds; known tests: {sorted(KNOWN_TESTS)}")
+            close = difflib.get_close_matches(str(key), sorted(KNOWN_TESTS), 3)
+            hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+            raise ValueError(f"thresholds key {key!r} is not a known test ({hint}known tests: "
+                             f"{sorted(KNOWN_TESTS)}); a column's thresholds must be a dict of "
+                             f"test -> threshold, e.g. {{{key!r}: {{'psi': 0.2}}}}, got {val!r}")
+    return out
+
+
+def check_options(*, tests=None, thresholds=None, correction: str | None = "bh",
+                  alpha: float = 0.05, share: float = 0.5, missing: str = "drift",
+                  new_columns: str = "report", column_names=None) -> dict:
+    """Validate and normalize the options of :func:`drift` (the CLI calls this too).
+
+    Parameters
+    ----------
+    tests, thresholds, correction, alpha, share, missing, new_columns
+        As for :func:`drift`.
+    column_names : iterable of str, optional
+        The columns of the data: then a ``thresholds`` key that names neither a
+        known test nor one of them is an error (without it, only per-test keys
+        and the tests inside per-column dicts are checked).
+
+    Returns
+    -------
+    dict
+        ``tests`` (list or None), ``thresholds`` (float values, or None),
+        ``correction`` (``"bh"``, ``"bonferroni"`` or None for ``"none"``),
+        ``alpha``, ``share``, ``missing``, ``new_columns``: keyword arguments
+        ready for :func:`drift`.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the argument (and the key of ``thresholds``) and what was expected.
+
+    Examples
+    --------
+    >>> check_options(tests="ks", correction="none")["tests"], check_options(correction="none")["correction"]
+    (['ks'], None)
+    """
+    for nm, v in (("alpha", alpha), ("share", share)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+            raise ValueError(f"{nm} must be a number in (0, 1], got {v!r}")
+    for nm, v in (("missing", missing), ("new_columns", new_columns)):
+        if v not in FINDING_POLICIES:
+            raise ValueError(f"{nm} must be one of {', '.join(map(repr, FINDING_POLICIES))}, "
+                             f"got {v!r}")
+    names = None if column_names is None else set(column_names)
+    return {"tests": _check_tests(tests), "thresholds": _check_thresholds(thresholds, names),
+            "correction": _check_correction(correction), "alpha": float(alpha),
+            "share": float(share), "missing": missing, "new_columns": new_columns}
 
 
 def drift(reference, current, *, tests=None, columns=None, types=None, thresholds=None,
           alpha: float = 0.05, correction: str | None = "bh", share: float = 0.5,
-          bins: int = 10, mmd_permutations: int = 200, mmd_max_rows: int = 1000,
-          seed: int = 0) -> DriftReport:
+          missing: str = "drift", new_columns: str = "report", bins: int = 10,
+          mmd_permutations: int = 200, mmd_max_rows: int = 1000, seed: int = 0,
+          progress: bool | None = None) -> DriftReport:
     """Test every column of ``current`` against ``reference``.
 
     Parameters
@@ -152,20 +194,31 @@ def drift(reference, current, *, tests=None, columns=None, types=None, threshold
         Raw data (Table, DataFrame, 2-D array, mapping of columns) or Profiles.
     tests : list of str, optional
         Test names instead of the per-kind defaults (see the module docstring). A test
-        that does not apply to a column's kind is skipped for that column.
+        that does not apply to a column's kind is skipped for that column; a column
+        that none applies to is untestable.
     columns : list of str, optional
-        Columns to test (default: every column of the reference).
+        Columns to test (default: every column of the reference, and the current's
+        new ones).
     types : dict, optional
         Column kinds overriding inference: ``{"col": "numeric"|"categorical"|"text"}``.
     thresholds : dict, optional
         ``{"psi": 0.2}`` for every column, or ``{"col": {"psi": 0.2}}`` per column; for
-        p-value tests the threshold is the significance level.
+        p-value tests the threshold is the significance level. A key that names
+        neither a known test nor a column is an error.
     alpha : float
         Significance level of the p-value tests (after correction).
-    correction : {"bh", "bonferroni", None}
+    correction : {"bh", "bonferroni", "none", None}
         Multiple-testing correction across columns, per test.
     share : float
-        The dataset drifts when at least this share of tested columns drifted.
+        The dataset drifts when at least this share of counted columns drifted.
+    missing : {"drift", "report", "ignore"}
+        A column missing from the current data, or all null there (while the
+        reference has values): ``"drift"`` counts it as a drifted column,
+        ``"report"`` lists it without counting it, ``"ignore"`` leaves it out.
+    new_columns : {"report", "drift", "ignore"}
+        The same for a column of the current data that the reference lacks.
+    progress : bool, optional
+        A progress bar on stderr, per column: ``None`` when stderr is a terminal.
 
     Examples
     --------
@@ -173,56 +226,92 @@ def drift(reference, current, *, tests=None, columns=None, types=None, threshold
     >>> ref = {"a": rng.normal(size=500), "b": rng.normal(size=500)}
     >>> cur = {"a": rng.normal(size=500) + 1.0, "b": rng.normal(size=500)}
     >>> rep = drift(ref, cur)
-    >>> rep.drifted_columns, rep.drift
-    (['a'], True)
+    >>> rep.drifted_columns, rep.status
+    (['a'], 'drift')
     """
-    tests = _check_tests(tests)
-    for nm, v, lo, hi in (("alpha", alpha, 0, 1), ("share", share, 0, 1)):
-        if not isinstance(v, (int, float)) or not lo < v <= hi:
-            raise ValueError(f"{nm} must be in ({lo}, {hi}], got {v!r}")
-    if correction not in ("bh", "bonferroni", None):
-        raise ValueError(f"correction must be 'bh', 'bonferroni' or None, got {correction!r}")
+    opts = check_options(tests=tests, thresholds=thresholds, correction=correction, alpha=alpha,
+                         share=share, missing=missing, new_columns=new_columns)
+    if progress is not None and not isinstance(progress, bool):
+        raise ValueError(f"progress must be True, False or None, got {progress!r}")
+    tests = opts["tests"]
+    from ..progress import Progress
     from . import drift_blocks
 
     # raw current data: numeric columns deferred, then sorted and tested in blocks of columns
     ref, cur, blocked = drift_blocks.profiles(reference, current, columns, types, bins)
     names = list(columns) if columns is not None else list(ref.columns)
-    _check_thresholds(thresholds, set(ref.columns) | set(cur.columns))
+    opts["thresholds"] = _check_thresholds(opts["thresholds"], set(ref.columns) | set(cur.columns))
+    extra = sorted(set(cur.columns) - set(ref.columns)) if columns is None else []
     rows: list[dict] = []
     dists: dict = {}
-    numeric, categorical, text = [], [], []
-    for name in names:
-        if name not in ref.columns:
-            raise ValueError(f"column {name!r} is not in the reference")
-        rc = ref.columns[name]
-        cc = cur.columns.get(name)
-        if cc is None:
-            rows.append(_untested(name, rc.kind, "column is missing from the current data"))
-        elif cc.kind != rc.kind:
-            rows.append(_untested(name, rc.kind, f"type differs: {rc.kind} in the reference, "
-                                  f"{cc.kind} in the current data"))
-        elif rc.kind == "numeric":
-            numeric.append(name)
-        elif rc.kind == "categorical":
-            categorical.append(name)
-        elif rc.kind == "text":
-            text.append(name)
+    findings: dict[str, str] = {}
+    counts: dict[str, tuple] = {}  # column -> (values in the reference, in the current data)
+    by_kind: dict[str, list] = {"numeric": [], "categorical": [], "text": []}
+    with Progress(len(names) + len(extra), "drift", enabled=progress, unit="columns") as bar:
+        for name in names:
+            if name not in ref.columns:
+                raise ValueError(f"column {name!r} is not in the reference")
+            rc, cc = ref.columns[name], cur.columns.get(name)
+            if cc is not None and rc.kind in by_kind and cc.kind == rc.kind:
+                by_kind[rc.kind].append(name)
+                if rc.kind != "numeric":  # numeric counts come with the block (deferred here)
+                    counts[name] = (rc.count, cc.count)
+                continue
+            if cc is None:
+                findings[name] = "missing"
+                why = "column is missing from the current data"
+            elif cc.kind != rc.kind and getattr(cc, "count", None) == 0:
+                counts[name] = (getattr(rc, "count", 0), 0)
+                why = "current column has no values"
+            elif cc.kind != rc.kind:
+                why = f"type differs: {rc.kind} in the reference, {cc.kind} in the current data"
+            else:
+                why = getattr(rc, "reason", None) or f"kind {rc.kind!r}"
+            rows.append(_untested(name, rc.kind, why))
+            bar.advance(1)
+        for name in extra:
+            findings[name] = "new"
+            rows.append(_untested(name, cur.columns[name].kind, "column is not in the reference"))
+            bar.advance(1)
+        numeric = by_kind["numeric"]
+        if blocked:
+            rows += drift_blocks.numeric_rows(reference, current, ref, cur, numeric, tests, dists,
+                                              counts, columns, types, bins, tick=bar.advance)
         else:
-            rows.append(_untested(name, rc.kind, getattr(rc, "reason", None) or f"kind {rc.kind!r}"))
-    extra = sorted(set(cur.columns) - set(ref.columns)) if columns is None else []
-    for name in extra:
-        rows.append(_untested(name, cur.columns[name].kind, "column is not in the reference"))
-    if blocked:
-        rows += drift_blocks.numeric_rows(reference, current, ref, cur, numeric, tests, dists,
-                                          columns, types, bins)
-    else:
-        rows += _numeric_rows(ref, cur, numeric, tests, dists)
-    rows += _categorical_rows(ref, cur, categorical, tests, dists)
-    rows += _text_rows(ref, cur, text, tests, dists)
+            rows += _numeric_rows(ref, cur, numeric, tests, dists, counts)
+            bar.advance(len(numeric))
+        rows += _categorical_rows(ref, cur, by_kind["categorical"], tests, dists)
+        bar.advance(len(by_kind["categorical"]))
+        rows += _text_rows(ref, cur, by_kind["text"], tests, dists)
+        bar.advance(len(by_kind["text"]))
+    _untested_kinds(rows, by_kind, tests)
     if tests is not None and "mmd" in tests and numeric:
-        rows += _mmd_rows(reference, current, numeric, columns, mmd_permutations, mmd_max_rows,
-                          seed)
-    return _finish(rows, dists, thresholds, alpha, correction, share, ref, cur, names + extra)
+        from .mmd import mmd_rows
+
+        rows += mmd_rows(reference, current, numeric, columns, mmd_permutations, mmd_max_rows,
+                         seed)
+    for name, (n_ref, n_cur) in counts.items():
+        if cur.n_rows > 0 and n_cur == 0 and n_ref > 0:
+            findings[name] = "all null"
+    why = untestable_reason(cur, names, findings)
+    if cur.n_rows == 0:
+        findings.update({n: "no rows" for n in names if n in cur.columns})
+    policy = {"missing": opts["missing"], "all null": opts["missing"], "new": opts["new_columns"]}
+    dropped = {n for n, f in findings.items() if policy.get(f) == "ignore"}
+    rows = [r for r in rows if r["column"] not in dropped]
+    order = [n for n in names + extra if n not in dropped]
+    return _finish(rows, {k: v for k, v in dists.items() if k not in dropped}, findings, opts,
+                   ref, cur, order, why)
+
+
+def _untested_kinds(rows, by_kind, tests) -> None:
+    """A row for each column that no test of ``tests=`` applies to: untestable, not silent."""
+    seen = {r["column"] for r in rows}
+    for kind, names in by_kind.items():
+        for name in names:
+            if name not in seen:
+                rows.append(_untested(name, kind, f"no test of tests={tests} applies to {kind} "
+                                      "columns"))
 
 
 def _untested(name, kind, reason) -> dict:
@@ -255,7 +344,9 @@ def _primary(names, n_ref, n_cur, tests, small_test, large_test) -> list[str]:
     return [small_test if min(a, b) <= SMALL_SAMPLE else large_test for a, b in zip(n_ref, n_cur)]
 
 
-def _numeric_rows(ref, cur, names, tests, dists, ref_pack=None) -> list[dict]:
+def _numeric_rows(ref, cur, names, tests, dists, counts, ref_pack=None) -> list[dict]:
+    """Rows of the numeric columns ``names``; their binned distributions go to ``dists``
+    and their numbers of values (reference, current) to ``counts``."""
     from ..kernels import drift as K
 
     if not names:
@@ -282,6 +373,7 @@ def _numeric_rows(ref, cur, names, tests, dists, ref_pack=None) -> list[dict]:
         out["hellinger"] = K.hellinger_counts_columns(rh, ch)
     n_ref = [int(ref.columns[n].count) for n in names]
     n_cur = [int(cur.columns[n].count) for n in names]
+    counts.update(zip(names, zip(n_ref, n_cur)))
     prim = _primary(names, n_ref, n_cur, run if tests is not None else None, "ks",
                     "wasserstein_normed")
     no_sample = {}
@@ -382,88 +474,15 @@ def _text_rows(ref, cur, names, tests, dists) -> list[dict]:
     return rows
 
 
-def _mmd_rows(ref_raw, cur_raw, names, columns, permutations, max_rows, seed) -> list[dict]:
-    from .mmd import mmd_permutation_test
-
-    x, y = _numeric_matrix(ref_raw, names, columns), _numeric_matrix(cur_raw, names, columns)
-    if x is None or y is None:
-        return [_untested("(all numeric)", "multivariate",
-                          "MMD needs rows: pass raw data, not profiles") | {"test": "mmd",
-                                                                           "primary": False}]
-    stat, p, n_x, n_y = mmd_permutation_test(x, y, permutations=permutations, max_rows=max_rows,
-                                             seed=seed)
-    return [{"column": "(all numeric)", "type": "multivariate", "test": "mmd", "statistic": stat,
-             "p_value": p, "threshold": None, "primary": False, "n_ref": n_x, "n_cur": n_y,
-             "reason": None}]
-
-
-def _numeric_matrix(data, names, columns=None):
-    """Rows of the numeric columns ``names`` of raw ``data`` (rows with NaN dropped); None for
-    a Profile. A 2-D array's columns are named as :func:`profile` names them (``columns=``
-    or ``"0"``, ``"1"``, ...)."""
-    from .profile import Profile
-
-    if isinstance(data, Profile):
-        return None
-    if isinstance(data, np.ndarray) and data.ndim == 2:
-        labels = list(columns) if columns is not None else [str(i) for i in range(data.shape[1])]
-        cols = {n: data[:, i] for i, n in enumerate(labels)}
-    elif isinstance(data, dict):
-        cols = data
-    else:
-        t = data if isinstance(data, (pa.Table, pa.RecordBatch)) else pa.Table.from_pandas(data)
-        cols = {n: t.column(n).to_numpy(zero_copy_only=False) for n in names}
-    m = np.column_stack([np.asarray(cols[n], dtype=np.float64) for n in names])
-    return m[np.isfinite(m).all(axis=1)]
-
-
-def _threshold(thresholds, column, test, alpha) -> float:
-    if thresholds:
-        per = thresholds.get(column)
-        if isinstance(per, dict) and test in per:
-            return float(per[test])
-        if test in thresholds and not isinstance(thresholds[test], dict):
-            return float(thresholds[test])
-    return alpha if test in P_TESTS else DEFAULT_THRESHOLDS.get(test, float("nan"))
-
-
-def _finish(rows, dists, thresholds, alpha, correction, share, ref, cur, order) -> DriftReport:
+def _finish(rows, dists, findings, opts, ref, cur, order, why) -> DriftReport:
     import datetime
 
     from .. import __version__
 
-    by_test: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        r["threshold"] = _threshold(thresholds, r["column"], r["test"], alpha)
-        if r["test"] in P_TESTS and r["p_value"] is not None:
-            by_test.setdefault(r["test"], []).append(i)
-    for idx in by_test.values():
-        adj = adjust_pvalues(np.array([rows[i]["p_value"] for i in idx]), correction)
-        for i, a in zip(idx, adj):
-            rows[i]["p_adjusted"] = float(a)
-    for r in rows:
-        r.setdefault("p_adjusted", None)
-        stat, thr = r["statistic"], r["threshold"]
-        if not r["reason"] and r["test"] != "none" and not math.isfinite(thr):
-            r["reason"] = NO_THRESHOLD.get(r["test"], f"{r['test']} has no default threshold; "
-                                           f"pass thresholds={{{r['test']!r}: x}}")
-        if r["reason"] or r["test"] == "none" or not math.isfinite(thr):
-            r["drifted"] = None
-        elif r["test"] in P_TESTS:
-            pa_ = r["p_adjusted"]
-            r["drifted"] = None if pa_ is None or not math.isfinite(pa_) else bool(pa_ < thr)
-        else:
-            r["drifted"] = None if not math.isfinite(stat) else bool(stat > thr)
+    decide_rows(rows, opts["thresholds"], opts["alpha"], opts["correction"])
     pos = {n: i for i, n in enumerate(order)}
     rows.sort(key=lambda r: (pos.get(r["column"], len(pos)), not r["primary"]))
-    table = pa.Table.from_pylist(rows, schema=TABLE_SCHEMA)
-    prim = [r for r in rows if r["primary"]]
-    tested = [r for r in prim if r["drifted"] is not None]
-    drifted = sum(1 for r in tested if r["drifted"])
-    frac = drifted / len(tested) if tested else 0.0
-    verdict = {"drift": bool(tested) and frac >= share, "drifted_columns": drifted,
-               "tested_columns": len(tested), "untested_columns": len(prim) - len(tested),
-               "share": frac, "share_threshold": share, "correction": correction, "alpha": alpha}
     meta = {"reference_rows": ref.n_rows, "current_rows": cur.n_rows, "engine_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    return DriftReport(table, verdict, dists, meta)
+    return report(rows, findings, dists, meta, why, **{k: opts[k] for k in (
+        "alpha", "correction", "share", "missing", "new_columns")})

@@ -28,16 +28,36 @@ def profiles(reference, current, columns, types, bins):
     from .drift import _as_profile
     from .profile import Profile
 
+    cur_columns = _present(current, columns)
     if config.DRIFT_BLOCK_BYTES is None or isinstance(current, Profile):
         ref = _as_profile(reference, "reference", columns=columns, types=types, bins=bins)
-        cur = _as_profile(current, "current", edges_from=ref, columns=columns, types=types,
+        cur = _as_profile(current, "current", edges_from=ref, columns=cur_columns, types=types,
                           bins=bins)
         return ref, cur, False
     ref = _as_profile(reference, "reference", columns=columns, types=types, bins=bins,
                       defer=True)
-    cur = _as_profile(current, "current", edges_from=ref, columns=columns, types=types,
+    cur = _as_profile(current, "current", edges_from=ref, columns=cur_columns, types=types,
                       bins=bins, defer=True)
     return ref, cur, True
+
+
+def _present(data, columns):
+    """The names of ``columns`` that raw ``data`` has (all of them for a 2-D array, whose
+    columns ``columns=`` names): a selected column missing from the current data is a
+    finding of :func:`drift`, not an error."""
+    import pyarrow as pa
+
+    if columns is None or isinstance(data, np.ndarray) or isinstance(columns, str):
+        return columns
+    if isinstance(data, (pa.Table, pa.RecordBatch)):
+        have = set(data.column_names)
+    elif hasattr(data, "columns") and hasattr(data, "iloc"):  # a pandas DataFrame
+        have = {str(c) for c in data.columns}
+    elif hasattr(data, "keys"):
+        have = set(data.keys())
+    else:
+        return columns  # not raw data of a known shape: profiling says what is wrong
+    return [c for c in columns if c in have]
 
 
 def _source(data, columns):
@@ -49,13 +69,16 @@ def _source(data, columns):
     return data
 
 
-def numeric_rows(reference, current, ref, cur, names, tests, dists, columns, types,
-                 bins) -> list[dict]:
+def numeric_rows(reference, current, ref, cur, names, tests, dists, counts, columns, types,
+                 bins, tick=None) -> list[dict]:
     """Result rows of the numeric columns ``names``, one block of columns at a time.
 
     ``ref``/``cur`` come from :func:`profiles`; a reference given as a Profile is
     used as it is (its packed samples are made, or found, once for all ``names``
     and sliced per block), a raw one is read a block at a time like the current.
+    ``dists`` and ``counts`` collect what :func:`~engine.monitor.drift._numeric_rows`
+    gives of each block; ``tick(n)``, if given, is called after each block of ``n``
+    columns (a progress bar).
     """
     from .drift import EXACT_TESTS, NUMERIC_TESTS, _applicable, _as_profile, _numeric_rows
     from .profile import Profile
@@ -79,8 +102,10 @@ def numeric_rows(reference, current, ref, cur, names, tests, dists, columns, typ
             rb = ref
         cb = _as_profile(cur_src, "current", edges_from=rb, columns=block, types=sub, bins=bins)
         pack = _slice(full, i, i + len(block)) if full is not None else None
-        rows += _numeric_rows(rb, cb, block, tests, dists, ref_pack=pack)
+        rows += _numeric_rows(rb, cb, block, tests, dists, counts, ref_pack=pack)
         del rb, cb, pack
+        if tick is not None:
+            tick(len(block))
     return rows
 
 

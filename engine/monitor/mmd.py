@@ -1,4 +1,5 @@
-"""Maximum mean discrepancy with an RBF kernel and a permutation test (multivariate drift).
+"""Maximum mean discrepancy with an RBF kernel and a permutation test (multivariate drift),
+and the row that :func:`engine.monitor.drift` reports for it.
 
 Gretton et al., "A Kernel Two-Sample Test", JMLR 13 (2012). Bandwidth: the median
 heuristic (median pairwise distance of the pooled sample). Statistic: the unbiased
@@ -62,3 +63,42 @@ def mmd_permutation_test(x, y, *, permutations: int = 200, max_rows: int = 1000,
         if _mmd2_unbiased(k[np.ix_(p, p)], n) >= stat:
             hits += 1
     return stat, (hits + 1) / (permutations + 1), len(x), len(y)
+
+
+def mmd_rows(ref_raw, cur_raw, names, columns, permutations, max_rows, seed) -> list[dict]:
+    """The result row of :func:`engine.monitor.drift`'s ``mmd`` test over the numeric
+    columns ``names`` (one row, column ``(all numeric)``, type ``multivariate``)."""
+    row = {"column": "(all numeric)", "type": "multivariate", "test": "mmd", "primary": False,
+           "threshold": None, "reason": None}
+    x, y = _numeric_matrix(ref_raw, names, columns), _numeric_matrix(cur_raw, names, columns)
+    if x is None or y is None:
+        return [row | {"statistic": float("nan"), "p_value": None, "n_ref": 0, "n_cur": 0,
+                       "reason": "MMD needs rows: pass raw data, not profiles"}]
+    stat, p, n_x, n_y = mmd_permutation_test(x, y, permutations=permutations, max_rows=max_rows,
+                                             seed=seed)
+    if n_x < 2 or n_y < 2:
+        row["reason"] = (f"MMD needs at least 2 rows per side without a missing numeric value; "
+                         f"reference has {n_x}, current has {n_y}")
+    return [row | {"statistic": stat, "p_value": p, "n_ref": n_x, "n_cur": n_y}]
+
+
+def _numeric_matrix(data, names, columns=None):
+    """Rows of the numeric columns ``names`` of raw ``data`` (rows with NaN dropped); None for
+    a Profile. A 2-D array's columns are named as :func:`profile` names them (``columns=``
+    or ``"0"``, ``"1"``, ...)."""
+    import pyarrow as pa
+
+    from .profile import Profile
+
+    if isinstance(data, Profile):
+        return None
+    if isinstance(data, np.ndarray) and data.ndim == 2:
+        labels = list(columns) if columns is not None else [str(i) for i in range(data.shape[1])]
+        cols = {n: data[:, i] for i, n in enumerate(labels)}
+    elif isinstance(data, dict):
+        cols = data
+    else:
+        t = data if isinstance(data, (pa.Table, pa.RecordBatch)) else pa.Table.from_pandas(data)
+        cols = {n: t.column(n).to_numpy(zero_copy_only=False) for n in names}
+    m = np.column_stack([np.asarray(cols[n], dtype=np.float64) for n in names])
+    return m[np.isfinite(m).all(axis=1)]

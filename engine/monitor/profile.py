@@ -91,6 +91,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.kernels import drift as _drift
+from engine.progress import Progress
 
 from .profile_base import (  # noqa: F401  (names of this module before the split)
     BLOCK_BYTES,
@@ -165,9 +166,10 @@ def _castable(cols) -> tuple[dict, list]:
     return out, ok
 
 
-def _numeric_columns(cols, n, edges, bins, sample_size, seed, rank) -> dict:
+def _numeric_columns(cols, n, edges, bins, sample_size, seed, rank, bar) -> dict:
     """Numeric column profiles; ``edges[name]``: None (from the data), an array, or empty (MPI)."""
     out, ok = _castable(cols)
+    bar.advance(len(cols) - len(ok))
     for block in _blocks(ok, n):
         sc = _drift.sort_columns(_float_block(block))
         for j, c in enumerate(block):
@@ -175,6 +177,7 @@ def _numeric_columns(cols, n, edges, bins, sample_size, seed, rank) -> dict:
             rng = _column_rng(seed, c.name, sv, rank)
             out[c.name] = _numeric_from_sorted(c.name, c.dtype, sv, sc.nan_counts[j] - c.nulls,
                                                c.nulls, edges.get(c.name), bins, sample_size, rng)
+        bar.advance(len(block))
     return out
 
 
@@ -237,7 +240,7 @@ class DeferredNumericColumn:
 
 def profile(data, *, columns=None, types=None, sample_size: int | None = 100_000, bins: int = 10,
             top_k: int = 100, trigram_buckets: int = 4096, edges_from: Profile | None = None,
-            seed: int = 0, comm=None) -> Profile:
+            seed: int = 0, comm=None, progress: bool | None = None) -> Profile:
     """Profile every column of ``data`` in one vectorized pass.
 
     Parameters
@@ -275,6 +278,9 @@ def profile(data, *, columns=None, types=None, sample_size: int | None = 100_000
         ``edges_from`` fixes are the quantiles of the merged sample (exact
         when all ranks together hold at most ``sample_size`` values per
         column), after which histograms are counted locally and summed.
+    progress : bool or None
+        A progress bar over the columns on stderr: ``None`` draws it only when stderr
+        is a terminal (and, under MPI, on rank 0 only), ``False`` never.
 
     Returns
     -------
@@ -287,7 +293,7 @@ def profile(data, *, columns=None, types=None, sample_size: int | None = 100_000
     (2, 1, 1, {'a': 2, 'b': 1})
     """
     return _build(data, columns, types, sample_size, bins, top_k, trigram_buckets, edges_from,
-                  seed, comm, lean=False)
+                  seed, comm, lean=False, progress=progress)
 
 
 def sorted_profile(data, *, columns=None, types=None, bins: int = 10,
@@ -308,7 +314,7 @@ def sorted_profile(data, *, columns=None, types=None, bins: int = 10,
 
 
 def _build(data, columns, types, sample_size, bins, top_k, trigram_buckets, edges_from, seed,
-           comm, lean) -> Profile:
+           comm, lean, progress=False) -> Profile:
     if sample_size is not None:
         sample_size = _int_param(sample_size, "sample_size", 0)
     bins = _int_param(bins, "bins", 1)
@@ -331,6 +337,20 @@ def _build(data, columns, types, sample_size, bins, top_k, trigram_buckets, edge
         err, cols, n_rows = exc, [], 0
     if comm is not None:
         _collective_check(comm, err, [c.name for c in cols])
+    with Progress(len(cols), "profile", enabled=False if rank else progress,
+                  unit="columns") as bar:
+        prof = _profile_columns(cols, n_rows, types, sample_size, bins, top_k, trigram_buckets,
+                                edges_from, seed, comm, rank, lean, bar)
+    if comm is not None:
+        prof = _allreduce(prof, comm)
+        _fill_histograms(prof, [c for c in cols if prof.columns[c.name].kind == "numeric"],
+                         bins, comm)
+    return prof
+
+
+def _profile_columns(cols, n_rows, types, sample_size, bins, top_k, trigram_buckets, edges_from,
+                     seed, comm, rank, lean, bar) -> Profile:
+    """The profile of this process's rows (before any MPI reduction)."""
     kinds, stats = _decide_kinds(cols, types, edges_from, comm)
 
     ref = edges_from.columns if edges_from is not None else {}
@@ -349,7 +369,7 @@ def _build(data, columns, types, sample_size, bins, top_k, trigram_buckets, edge
     elif lean:
         out = _sorted_numeric_columns(numeric, edges, bins)
     else:
-        out = _numeric_columns(numeric, n_rows, edges, bins, sample_size, seed, rank)
+        out = _numeric_columns(numeric, n_rows, edges, bins, sample_size, seed, rank, bar)
     for c in cols:
         kind = kinds[c.name]
         try:
@@ -366,15 +386,13 @@ def _build(data, columns, types, sample_size, bins, top_k, trigram_buckets, edge
             out[c.name] = InvalidColumn(c.name, c.dtype, c.n - c.nulls, c.nulls,
                                         f"columns of type {c.dtype} are not profiled; cast the "
                                         "column or name its kind in types=")
+        if kind != "numeric":
+            bar.advance(1)
     params = {"sample_size": sample_size, "bins": bins, "top_k": top_k,
               "trigram_buckets": trigram_buckets, "seed": seed}
     if comm is not None:
         _agree_invalid(out, cols, comm)
-    prof = Profile(n_rows, {c.name: out[c.name] for c in cols}, params)
-    if comm is not None:
-        prof = _allreduce(prof, comm)
-        _fill_histograms(prof, numeric, bins, comm)
-    return prof
+    return Profile(n_rows, {c.name: out[c.name] for c in cols}, params)
 
 
 __all__ = [

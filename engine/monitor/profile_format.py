@@ -5,8 +5,10 @@ Part of :mod:`engine.monitor.profile`; import the public names from there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 from collections.abc import Mapping
 
 import numpy as np
@@ -182,12 +184,49 @@ class Profile:
         return cls(head["n_rows"], columns, head.get("params"))
 
     def save(self, path) -> None:
-        """Write :meth:`to_bytes` to ``path`` (through a temporary file, then renamed)."""
+        """Write :meth:`to_bytes` to ``path``.
+
+        The bytes go to a temporary file in ``path``'s directory, are fsynced and then
+        renamed over ``path``, so a reader never sees a partial profile. On any failure
+        the temporary file is removed and the error names ``path``.
+
+        Raises
+        ------
+        IsADirectoryError
+            ``path`` is a directory.
+        FileNotFoundError, NotADirectoryError
+            ``path``'s directory does not exist, or is a file.
+        OSError
+            The file could not be written (permissions, a full disk), with ``path`` as
+            its ``filename``.
+        """
         path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(self.to_bytes())
-        os.replace(tmp, path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"cannot write the profile to {path!r}: {path!r} is a "
+                                    "directory; give a file name, such as "
+                                    f"{os.path.join(path, 'ref.profile')!r}")
+        parent = os.path.dirname(path) or "."
+        if not os.path.isdir(parent):
+            cls, what = (NotADirectoryError, "is not a directory") if os.path.exists(parent) \
+                else (FileNotFoundError, "does not exist")
+            raise cls(f"cannot write the profile to {path!r}: {parent!r} {what}")
+        data = self.to_bytes()
+        # beside the destination (a rename never crosses file systems), unique per call
+        tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{os.getpid()}-"
+                                   f"{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError) and exc.errno is not None:
+                # the temporary name means nothing to the caller: name the path it gave
+                raise OSError(exc.errno, exc.strerror, path) from None
+            raise
 
     @classmethod
     def load(cls, path) -> Profile:

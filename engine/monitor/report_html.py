@@ -1,28 +1,31 @@
 """The HTML page of a drift report: one self-contained file, no network.
 
-:func:`render_html` turns the per-test result table of a drift run, the
-dataset verdict and the binned distributions of each column into one HTML
-page: a verdict banner, then a table with one row per column (sortable by
-clicking a header, filterable by name, status and type) whose last cell is an
-inline SVG overlay of the reference and current distributions.
+:func:`render_html` draws the decisions of a drift run: a verdict banner (the
+verdict's own words), then a table with one row per column (sortable by
+clicking a header, filterable by name, status and type): its status and
+primary test, the column's secondary tests as evidence (with their p-values),
+and an inline SVG overlay of the reference and current distributions. It
+decides nothing: each column's status and whether it counts as drift come
+from the per-column decisions it is given (:attr:`DriftReport.columns
+<engine.monitor.drift_report.DriftReport>`), the banner from the verdict.
 
 The page carries no data beyond those bins (no raw values), and loads nothing:
 no scripts, fonts, styles or images from anywhere, and a Content-Security-Policy
 that forbids any fetch. Sorting and filtering need the small inline script;
 everything else reads without it. The charts are hand-written SVG with
 integer coordinates and shared CSS classes, so that a page of 1,000 columns of
-a dozen bins each stays well under 2 MB.
+a dozen bins each stays well under 2 MB. The table fits a window 1,100 pixels
+wide without horizontal scrolling (tests/test_report_browser.py measures it in
+Chromium).
 
 The function is independent of the report class: it takes plain data.
 
 Examples
 --------
->>> import pyarrow as pa
->>> table = pa.table({
-...     "column": ["age"], "type": ["numeric"], "test": ["ks"], "statistic": [0.21],
-...     "p_value": [1e-6], "p_adjusted": [1e-6], "threshold": [0.05], "drifted": [True],
-...     "reason": [None]})
->>> page = render_html(table, {"drift": True, "drifted_columns": 1, "tested_columns": 1},
+>>> col = {"column": "age", "type": "numeric", "status": "drift", "counts_as_drift": True,
+...        "test": "ks", "statistic": 0.21, "p_value": 1e-6, "p_adjusted": 1e-6,
+...        "threshold": 0.05, "reason": "ks statistic 0.21, adjusted p 1e-06 < 0.05"}
+>>> page = render_html([col], [], {"status": "drift", "reason": "1 of 1 column drifted"},
 ...                    {"age": {"kind": "numeric", "edges": [0, 30, 60],
 ...                             "ref": [0, 5, 5, 0], "cur": [0, 2, 8, 0]}})
 >>> page.startswith("<!DOCTYPE html>") and "Drift detected" in page
@@ -58,9 +61,11 @@ _CORRECTIONS = {
     "none": "none",
 }
 
-_STATUS_DRIFT, _STATUS_OK, _STATUS_UNTESTED = 0, 1, 2
-_STATUS_CLASS = {_STATUS_DRIFT: "d", _STATUS_OK: "o", _STATUS_UNTESTED: "u"}
-_STATUS_TEXT = {_STATUS_DRIFT: "drift", _STATUS_OK: "no drift", _STATUS_UNTESTED: "not tested"}
+# Row class and sort rank: counts as drift, reported but not counted, no drift, untestable.
+_RANK = {"d": 0, "f": 1, "o": 2, "u": 3}
+_HEADS_VERDICT = {"drift": ("v drift", "!", "Drift detected"),
+                  "no drift": ("v ok", "✓", "No drift detected"),
+                  "untestable": ("v un", "?", "Untestable")}
 
 # C0/C1 controls (but tab and newline), and lone surrogates: not allowed in HTML text.
 _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -99,126 +104,102 @@ def _pct(p: float) -> str:
     return f"{100 * p:.1f}%"
 
 
-def _flag(t: Mapping) -> bool | None:
-    """The 'drifted' of a row: None when not tested (NumPy booleans accepted)."""
-    f = t.get("drifted")
-    return None if f is None else bool(f)
+def _test_name(name) -> str:
+    """A test name that may break after its underscores (wasserstein_normed) in a narrow
+    window."""
+    return _esc(name).replace("_", "_<wbr>")
 
 
-def _rows(table) -> list[dict]:
-    if hasattr(table, "to_pylist"):  # pyarrow Table or RecordBatch
-        rows = table.to_pylist()
-    else:
-        rows = [dict(r) for r in table]
+def _class(c: Mapping) -> str:
+    if c.get("counts_as_drift"):
+        return "d"
+    status = c.get("status")
+    if status == "no drift":
+        return "o"
+    if status == "untestable":
+        return "u"
+    return "f"  # a finding (missing, all null, new) or evidence reported without counting
+
+
+def _secondary(columns: list[Mapping], tests) -> dict[str, list[dict]]:
+    """Each column's rows of ``tests`` other than the one of its deciding test, in table
+    order."""
+    rows = tests.to_pylist() if hasattr(tests, "to_pylist") else [dict(r) for r in tests]
+    primary = {str(c["column"]): c.get("test") for c in columns}
+    out: dict[str, list[dict]] = {}
     for i, r in enumerate(rows):
         if "column" not in r or "test" not in r:
-            raise ValueError(f"row {i} of the result table lacks 'column' or 'test': {sorted(r)}")
-    return rows
-
-
-# --------------------------------------------------------------------------- columns
-
-
-class _Column:
-    __slots__ = ("name", "index", "type", "tests", "status", "reason")
-
-    def __init__(self, name: str, index: int):
-        self.name = name
-        self.index = index
-        self.type = None
-        self.tests: list[dict] = []
-        self.status = _STATUS_UNTESTED
-        self.reason = None
-
-    def main(self) -> dict:
-        """The test shown in the main cells: the first drifted test, else the first tested one,
-        else the first row (rows of a column keep the table's order)."""
-        for t in self.tests:
-            if _flag(t):
-                return t
-        for t in self.tests:
-            if _flag(t) is not None:
-                return t
-        return self.tests[0]
-
-
-def _columns(rows: list[dict]) -> list[_Column]:
-    cols: dict[str, _Column] = {}
-    for r in rows:
+            raise ValueError(f"row {i} of the tests lacks 'column' or 'test': {sorted(r)}")
         name = str(r["column"])
-        c = cols.get(name)
-        if c is None:
-            c = cols[name] = _Column(name, len(cols))
-        c.tests.append(r)
-        if c.type is None and r.get("type"):
-            c.type = str(r["type"])
-    for c in cols.values():
-        flags = [_flag(t) for t in c.tests]
-        if any(f is True for f in flags):
-            c.status = _STATUS_DRIFT
-        elif any(f is not None for f in flags):
-            c.status = _STATUS_OK
-        else:
-            c.status = _STATUS_UNTESTED
-            c.reason = next((t.get("reason") for t in c.tests if t.get("reason")), None)
-    return list(cols.values())
+        if r["test"] == primary.get(name):  # a column has one row per test
+            continue
+        out.setdefault(name, []).append(r)
+    return out
 
 
-def _threshold_cell(t: dict) -> str:
-    thr = t.get("threshold")
-    if _is_missing(thr):
+def _threshold_cell(c: Mapping) -> str:
+    """The rule the column was decided by: adjusted p below the level, or statistic above
+    the threshold (the comparisons of :func:`engine.monitor.drift_report.decide_rows`)."""
+    thr = c.get("threshold")
+    if _is_missing(thr) or c.get("status") not in ("drift", "no drift"):
         return '<td data-v="">–</td>'
-    # Tests with a p-value compare it (adjusted) to the threshold; distances compare the statistic.
-    has_p = not (_is_missing(t.get("p_value")) and _is_missing(t.get("p_adjusted")))
-    text = f"p&lt;{_num(thr)}" if has_p else f"≥{_num(thr)}"
+    has_p = not (_is_missing(c.get("p_value")) and _is_missing(c.get("p_adjusted")))
+    text = f"p&lt;{_num(thr)}" if has_p else f"&gt;{_num(thr)}"
     return f'<td data-v="{_num(thr, 6)}">{text}</td>'
 
 
-def _other_tests(c: _Column, main: dict) -> str:
+def _p_label(correction) -> str:
+    return "p" if correction in (None, "none") else "p adj."
+
+
+def _secondary_cell(rows: list[dict], correction) -> str:
     parts = []
-    for t in c.tests:
-        if t is main:
-            continue
-        drifted = _flag(t)
+    for t in rows:
+        drifted = t.get("drifted")
         if drifted is None:
             reason = t.get("reason")
             tip = f' title="not tested: {_esc(reason)}"' if reason else ' title="not tested"'
-            parts.append(f'<span class="t n"{tip}>{_esc(t["test"])} –</span>')
+            parts.append(f'<span class="t n"{tip}>{_test_name(t["test"])} –</span>')
             continue
+        p_adj, p_raw = t.get("p_adjusted"), t.get("p_value")
+        p = ""
+        if not _is_missing(p_adj):
+            p = f" <em>{_p_label(correction)} {_num(p_adj, 3)}</em>"
+        elif not _is_missing(p_raw):
+            p = f" <em>p {_num(p_raw, 3)}</em>"
         cls = "t x" if drifted else "t"
-        if not _is_missing(t.get("p_adjusted")):
-            tip = f' title="adjusted p = {_num(t["p_adjusted"], 3)}"'
-        elif not _is_missing(t.get("p_value")):
-            tip = f' title="p = {_num(t["p_value"], 3)}"'
-        else:
-            tip = ""
-        stat = _num(t.get("statistic"))
-        parts.append(f'<span class="{cls}"{tip}>{_esc(t["test"])} {stat}</span>')
+        rule = "crossed its threshold" if drifted else "within its threshold"
+        parts.append(f'<span class="{cls}" title="secondary test, {rule}; evidence only">'
+                     f'{_test_name(t["test"])} {_num(t.get("statistic"))}{p}</span>')
     return "".join(parts)
 
 
-def _row(c: _Column, dist) -> str:
-    t = c.main()
-    st = c.status
-    if st == _STATUS_UNTESTED:
-        why = f'<div class="why">{_esc(c.reason or "not tested")}</div>'
-        name = f'<td class="c" data-v="{_esc(c.name)}">{_esc(c.name)}{why}</td>'
-        stat = p = padj = "<td>–</td>"
-        test = f"<td>{_esc(t['test'])}</td>"
-        thr = '<td data-v="">–</td>'
+def _row(i: int, c: Mapping, secondary: list[dict], dist, correction) -> str:
+    cls = _class(c)
+    status = str(c.get("status") or "–")
+    name = str(c["column"])
+    decided = status in ("drift", "no drift")
+    # The reason is shown where the status alone does not explain the row: not decided by a
+    # test, or decided without counting (the multivariate mmd row).
+    show = not decided or (status == "drift") != bool(c.get("counts_as_drift"))
+    why = f'<div class="why">{_esc(c["reason"])}</div>' if show and c.get("reason") else ""
+    cells = [f"<td>{i + 1}</td>", f'<td class="c" data-v="{_esc(name)}">{_esc(name)}{why}</td>',
+             f"<td>{_esc(c.get('type') or '–')}</td>",
+             f'<td data-v="{_RANK[cls]}"><span class="s">{_esc(status)}</span></td>',
+             f"<td>{_test_name(c.get('test') or '–')}</td>"]
+    if decided:
+        p_raw = "" if _is_missing(c.get("p_value")) else \
+            f"<small>p {_num(c.get('p_value'), 3)}</small>"
+        p_adj = c.get("p_adjusted")
+        cells += [f"<td>{_num(c.get('statistic'))}</td>",
+                  f'<td data-v="{_num(p_adj, 6) if not _is_missing(p_adj) else ""}">'
+                  f"{_num(p_adj, 3)}{p_raw if correction not in (None, 'none') else ''}</td>",
+                  _threshold_cell(c)]
     else:
-        name = f'<td class="c">{_esc(c.name)}</td>'
-        test = f"<td>{_esc(t['test'])}</td>"
-        stat = f"<td>{_num(t.get('statistic'))}</td>"
-        p = f"<td>{_num(t.get('p_value'), 3)}</td>"
-        padj = f"<td>{_num(t.get('p_adjusted'), 3)}</td>"
-        thr = _threshold_cell(t)
-    badge = f'<td data-v="{st}"><span class="s">{_STATUS_TEXT[st]}</span></td>'
-    return (
-        f'<tr class="{_STATUS_CLASS[st]}"><td>{c.index + 1}</td>{name}'
-        f"<td>{_esc(c.type or '–')}</td>{badge}{test}{stat}{p}{padj}{thr}"
-        f'<td class="k">{_other_tests(c, t)}</td><td class="g">{_chart(c.name, dist)}</td></tr>'
-    )
+        cells += ["<td>–</td>", '<td data-v="">–</td>', '<td data-v="">–</td>']
+    cells.append(f'<td class="k">{_secondary_cell(secondary, correction)}</td>')
+    cells.append(f'<td class="g">{_chart(name, dist)}</td>')
+    return f'<tr class="{cls}">{"".join(cells)}</tr>'
 
 
 # --------------------------------------------------------------------------- charts
@@ -445,46 +426,29 @@ def _header(meta: Mapping, version: str | None) -> str:
     return f'<header><h1>{_esc(title)}</h1><dl class="meta">{"".join(items)}</dl></header>'
 
 
-def _verdict(verdict: Mapping, cols: list[_Column]) -> str:
-    n_drift = sum(c.status == _STATUS_DRIFT for c in cols)
-    n_tested = sum(c.status != _STATUS_UNTESTED for c in cols)
-    n_untested = len(cols) - n_tested
-    drifted = verdict.get("drifted_columns")
-    drifted = n_drift if drifted is None else int(drifted)
-    tested = verdict.get("tested_columns")
-    tested = n_tested if tested is None else int(tested)
-    drift = verdict.get("drift")
-    if drift is None:
-        drift = drifted > 0
-    share = verdict.get("share")
-    if share is None and tested:
-        share = drifted / tested
-    thr = verdict.get("share_threshold")
-    corr = verdict.get("correction")
-    alpha = verdict.get("alpha")
-
-    cls = "v drift" if drift else "v ok"
-    head = "Drift detected" if drift else "No drift detected"
-    lead = f"{drifted:,} of {tested:,} tested column{'s' if tested != 1 else ''} drifted"
-    if share is not None:
-        lead += f" ({_pct(share)})"
-        if thr is not None:
-            where = "at or above" if share >= thr else "below"
-            lead += f", {where} the {_pct(thr)} share that flags dataset drift"
-    lead += "."
-    tiles = [
-        ("Drifted columns", f"{drifted:,}<small> / {tested:,}</small>"),
-        ("Share drifted", _pct(share) if share is not None else "–"),
-    ]
+def _verdict(verdict: Mapping) -> str:
+    """The banner: the verdict's status and its reason, in the words of the summary line."""
+    status = verdict.get("status") or "no drift"
+    cls, icon, head = _HEADS_VERDICT.get(status, _HEADS_VERDICT["no drift"])
+    lead = _esc(verdict.get("reason") or "")
+    drifted, counted = verdict.get("drifted_columns"), verdict.get("counted_columns")
+    share, thr = verdict.get("share"), verdict.get("share_threshold")
+    corr, alpha = verdict.get("correction"), verdict.get("alpha")
+    tiles = []
+    if drifted is not None:
+        tiles.append(("Drifted columns", f"{int(drifted):,}"
+                      + (f"<small> / {int(counted):,}</small>" if counted is not None else "")))
+    if share is not None and status != "untestable":
+        tiles.append(("Share drifted", _pct(share)))
     if thr is not None:
         tiles.append(("Share threshold", _pct(thr)))
-    if corr is not None or alpha is not None:
-        c_text = _CORRECTIONS.get(str(corr).lower(), str(corr)) if corr is not None else "–"
+    if "correction" in verdict or alpha is not None:
+        c_text = _CORRECTIONS.get(str(corr).lower(), str(corr))
         tiles.append(("Correction", _esc(c_text)
                       + (f"<small> α = {_num(alpha)}</small>" if alpha is not None else "")))
-    tiles.append(("Not tested", f"{n_untested:,}"))
+    if verdict.get("untested_columns") is not None:
+        tiles.append(("Not tested", f"{int(verdict['untested_columns']):,}"))
     tiles_html = "".join(f"<div><span>{k}</span><b>{v}</b></div>" for k, v in tiles)
-    icon = "!" if drift else "✓"
     return (
         f'<section class="{cls}"><div class="vh"><span class="ic">{icon}</span><div>'
         f"<h2>{head}</h2><p>{lead}</p></div></div>"
@@ -498,12 +462,12 @@ _HEADS = [
     ("Column", "s", ""),
     ("Type", "s", ""),
     ("Status", "n", ' aria-sort="ascending"'),
-    ("Test", "s", ""),
+    ("Test", "s", ' title="the primary test, which decides the column"'),
     ("Statistic", "n", ""),
-    ("p-value", "n", ""),
-    ("p adj.", "n", ""),
-    ("Threshold", "n", ""),
-    ("Other tests", "", ""),
+    ("p adj.", "n", ' title="the p-value after the correction (the raw p-value below it)"'),
+    ("Threshold", "n", ' title="drift when the adjusted p-value is below it (p&lt;), or the '
+     'statistic above it (&gt;)"'),
+    ("Secondary tests", "", ' title="evidence only: the primary test decides the column"'),
 ]
 
 _LEGEND = (
@@ -516,6 +480,7 @@ _CSS = """
 body{margin:0;background:#f6f7f9;color:#1f2937;
 font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
 main{max-width:1500px;margin:0 auto;padding:24px 28px 40px}
+@media (max-width:1200px){main{padding:20px 16px 32px}}
 header h1{margin:0 0 6px;font-size:22px;font-weight:650;letter-spacing:-.01em}
 dl.meta{display:flex;flex-wrap:wrap;gap:4px 28px;margin:0 0 18px;color:#4b5563;font-size:13px}
 dl.meta div{display:flex;gap:6px;align-items:center}
@@ -528,6 +493,7 @@ i.c{background:#f97316}
 border-radius:10px;padding:18px 22px;margin-bottom:22px;border:1px solid}
 .v.drift{background:#fef2f2;border-color:#fecaca}
 .v.ok{background:#f0fdf4;border-color:#bbf7d0}
+.v.un{background:#fffbeb;border-color:#fde68a}
 .vh{display:flex;align-items:center;gap:14px}
 .vh h2{margin:0;font-size:22px;font-weight:700}
 .vh p{margin:2px 0 0;color:#374151}
@@ -535,6 +501,7 @@ border-radius:10px;padding:18px 22px;margin-bottom:22px;border:1px solid}
 color:#fff;font-weight:800;font-size:22px;flex:none}
 .drift h2{color:#b91c1c}.drift .ic{background:#dc2626}
 .ok h2{color:#15803d}.ok .ic{background:#16a34a}
+.un h2{color:#b45309}.un .ic{background:#d97706}
 .tiles{display:flex;flex-wrap:wrap;gap:10px}
 .tiles div{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:7px 14px;
 min-width:112px}
@@ -551,27 +518,32 @@ background:#fff}
 .lg i{margin-left:8px}
 .lg em{margin-left:12px;color:#6b7280;font-size:12px}
 .tw{background:#fff;border:1px solid #e5e7eb;border-radius:10px;overflow:clip}
-@media (max-width:1180px){.tw{overflow:auto}}
+@media (max-width:1060px){.tw{overflow:auto}}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th{position:sticky;top:0;z-index:1;background:#f9fafb;text-align:left;font-weight:600;color:#374151;
-padding:9px 10px;border-bottom:1px solid #e5e7eb;white-space:nowrap;user-select:none}
+padding:9px 8px;border-bottom:1px solid #e5e7eb;white-space:nowrap;user-select:none}
 th[data-t]{cursor:pointer}
 th[data-t]:hover{background:#f1f5f9}
-th[data-t]::after{content:"\\2195";color:#c0c6cf;margin-left:4px;font-size:11px}
+th[data-t]::after{content:"\\2195";display:inline-block;color:#c0c6cf;margin-left:4px;font-size:11px}
 th[aria-sort=ascending]::after{content:"\\25B2";color:#2563eb}
 th[aria-sort=descending]::after{content:"\\25BC";color:#2563eb}
-td{padding:6px 10px;border-bottom:1px solid #f0f1f3;vertical-align:middle;
+td{padding:6px 8px;border-bottom:1px solid #f0f1f3;vertical-align:middle;
 font-variant-numeric:tabular-nums;white-space:nowrap}
 td.c,td.k{white-space:normal}
 td:nth-child(1){color:#9ca3af;width:1%}
 td.c{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-weight:600;
-overflow-wrap:anywhere;max-width:260px}
-td:nth-child(n+6):nth-child(-n+9),th:nth-child(n+6):nth-child(-n+9){text-align:right}
-td.k{max-width:220px}
-td.g{width:1%;padding:3px 10px}
+overflow-wrap:anywhere;max-width:240px}
+td:nth-child(n+6):nth-child(-n+8),th:nth-child(n+6):nth-child(-n+8){text-align:right}
+td:nth-child(7) small{display:block;color:#9ca3af;font-size:11px}
+td:nth-child(5) wbr{display:none}
+@media (max-width:1200px){th,td:nth-child(5){white-space:normal}td:nth-child(5) wbr{display:inline}}
+td.k{max-width:230px;min-width:120px}
+td.g{width:1%;padding:3px 8px}
 tr.d td{background:#fff5f5}
 tr.d td:first-child{box-shadow:inset 3px 0 #dc2626}
 tr.u td{color:#6b7280;background:#fafafa}
+tr.f td{background:#fffbeb}
+tr.f td:first-child{box-shadow:inset 3px 0 #f59e0b}
 tr:hover td{background:#f3f6fb}
 tr.d:hover td{background:#ffecec}
 .s{display:inline-block;padding:1px 8px;border-radius:999px;font-size:12px;font-weight:600;
@@ -579,10 +551,12 @@ white-space:nowrap}
 .d .s{background:#fee2e2;color:#b91c1c}
 .o .s{background:#dcfce7;color:#15803d}
 .u .s{background:#e5e7eb;color:#4b5563}
+.f .s{background:#fef3c7;color:#92400e}
 .why{font:italic 12px system-ui,sans-serif;color:#6b7280;margin-top:2px}
 .t{display:inline-block;margin:1px 4px 1px 0;padding:0 6px;border-radius:4px;background:#f3f4f6;
-color:#374151;font-size:12px;white-space:nowrap}
-.t.x{background:#fee2e2;color:#b91c1c}
+color:#374151;font-size:12px;border:1px solid transparent}
+.t em{font-style:normal;color:#6b7280;white-space:nowrap}
+.t.x{background:#fff;border:1px dashed #fca5a5;color:#b91c1c}
 .t.n{color:#9ca3af}
 .na{color:#9ca3af;font-size:12px}
 td.g svg{display:block;width:240px;height:68px;overflow:visible}
@@ -694,26 +668,31 @@ def _engine_version() -> str | None:
         return None
 
 
-def render_html(
-    table, verdict: Mapping, distributions: Mapping, meta: Mapping | None = None
-) -> str:
+def render_html(columns, tests, verdict: Mapping, distributions: Mapping,
+                meta: Mapping | None = None) -> str:
     """Render a drift report as one self-contained HTML page.
 
     Parameters
     ----------
-    table : pyarrow.Table (or RecordBatch, or a sequence of mappings)
-        One row per (column, test) with ``column``, ``type``, ``test``,
-        ``statistic``, ``p_value``, ``p_adjusted``, ``threshold``, ``drifted``
-        (bool, or null when not tested) and ``reason`` (why not tested). Only
-        ``column`` and ``test`` are required. The rows of a column are merged
-        into one table row: a column has drifted when any of its tests has,
-        is "not tested" when none of its tests ran; the main cells show its
-        first drifted test, else its first tested one (table order), and the
-        other tests are listed compactly beside.
+    columns : sequence of mappings
+        The decision per column, in report order (what
+        :attr:`DriftReport.columns <engine.monitor.drift_report.DriftReport>`
+        holds): ``column``, ``type``, ``status`` (``drift``, ``no drift``,
+        ``missing``, ``all null``, ``new``, ``untestable``), ``counts_as_drift``,
+        ``test`` (the primary test), ``statistic``, ``p_value``, ``p_adjusted``,
+        ``threshold`` and ``reason``. Drawn as they are: a row is red when it
+        counts as drift, amber when it is a finding reported without counting,
+        grey when untestable.
+    tests : pyarrow.Table (or RecordBatch, or a sequence of mappings)
+        One row per (column, test) (:attr:`DriftReport.table`) with ``column``,
+        ``test``, ``statistic``, ``p_value``, ``p_adjusted``, ``drifted``,
+        ``reason`` and ``primary``: the rows that are not a column's primary
+        test are shown beside it as secondary evidence, with their p-values.
     verdict : mapping
-        ``drift`` (bool), ``drifted_columns``, ``tested_columns``, ``share``,
-        ``share_threshold``, ``correction`` (e.g. ``"bh"``) and ``alpha``;
-        missing counts are computed from ``table``.
+        ``status``, ``reason`` (the banner's sentence), ``drifted_columns``,
+        ``counted_columns``, ``untested_columns``, ``share``,
+        ``share_threshold``, ``correction`` and ``alpha``; a missing key is left
+        out of the banner.
     distributions : mapping
         Column name -> ``{"kind": "numeric", "edges": [...], "ref": [...],
         "cur": [...]}`` with ``len(edges) + 1`` counts each (below the first
@@ -734,35 +713,44 @@ def render_html(
     Raises
     ------
     ValueError
-        A table row without ``column`` or ``test``, or a malformed distribution
-        (lengths that do not match, negative counts, an unknown kind).
+        A column without ``column``, a test row without ``column`` or
+        ``test``, or a malformed distribution (lengths that do not match,
+        negative counts, an unknown kind).
     """
     meta = dict(meta or {})
     verdict = dict(verdict or {})
-    cols = _columns(_rows(table))
-    # Drifted first, then clean, then not tested; the table's order within each.
-    cols_sorted = sorted(cols, key=lambda c: (c.status, c.index))
+    columns = [dict(c) for c in columns]
+    for i, c in enumerate(columns):
+        if "column" not in c:
+            raise ValueError(f"column {i} lacks 'column' (its name): {sorted(c)}")
+    secondary = _secondary(columns, tests)
+    corr = verdict.get("correction", "")  # None or "none": p-values shown as not adjusted
+    # Counted drift first, then reported findings, clean, untestable; report order within.
+    order = sorted(range(len(columns)), key=lambda i: (_RANK[_class(columns[i])], i))
     version = meta.get("engine_version") or meta.get("version") or _engine_version()
     title = meta.get("title") or "Drift report"
-    drift = verdict.get("drift")
-    if drift is None:
-        drift = any(c.status == _STATUS_DRIFT for c in cols)
+    status = verdict.get("status") or "no drift"
 
     heads = "".join(
-        f'<th data-t="{t}"{extra}>{label}</th>' if t else f"<th>{label}</th>"
+        f'<th data-t="{t}"{extra}>{label}</th>' if t else f"<th{extra}>{label}</th>"
         for label, t, extra in _HEADS
     )
     heads += "<th>Reference vs current</th>"
-    body = "\n".join(_row(c, distributions.get(c.name)) for c in cols_sorted)
-    types = sorted({c.type for c in cols if c.type})
+    body = "\n".join(
+        _row(i, columns[i], secondary.get(str(columns[i]["column"]), []),
+             distributions.get(str(columns[i]["column"])), corr)
+        for i in order
+    )
+    types = sorted({str(c["type"]) for c in columns if c.get("type")})
     type_opts = "".join(f'<option value="{_esc(t)}">{_esc(t)}</option>' for t in types)
-    n = len(cols)
+    n = len(columns)
     toolbar = (
         '<div class="bar"><input id="q" type="search" placeholder="Filter columns by name…" '
         'aria-label="Filter columns by name">'
         '<select id="fs" aria-label="Status"><option value="">All statuses</option>'
-        '<option value="d">Drift</option><option value="o">No drift</option>'
-        '<option value="u">Not tested</option></select>'
+        '<option value="d">Counts as drift</option><option value="f">Reported, not counted'
+        '</option><option value="o">No drift</option><option value="u">Untestable</option>'
+        "</select>"
         f'<select id="ft" aria-label="Type"><option value="">All types</option>{type_opts}</select>'
         f'<span class="cnt"><span id="n">{n:,}</span> of {n:,} columns</span>{_LEGEND}</div>'
     )
@@ -773,9 +761,9 @@ def render_html(
         '<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{_esc(title)} – {'drift detected' if drift else 'no drift'}</title>"
+        f"<title>{_esc(title)} – {_esc(status)}</title>"
         f"<style>{_CSS}</style></head>\n<body><main>"
-        f"{_header(meta, version)}{_verdict(verdict, cols)}{toolbar}"
+        f"{_header(meta, version)}{_verdict(verdict)}{toolbar}"
         f'<div class="tw"><table id="cols"><thead><tr>{heads}</tr></thead><tbody>\n'
         f"{body}\n</tbody></table></div><footer>{foot}</footer></main>"
         f"{_TOOLTIP}<script>{_JS}</script></body></html>\n"
