@@ -5,9 +5,9 @@ columns (5 of them shifted, scaled or given a heavier tail), 4 categorical
 columns (one with a new category, one with an "(other)" bucket), a text column
 (characters per script) and a numeric column whose current batch is all null
 (not tested). Tests: KS + normed Wasserstein for numeric columns, chi-squared
-+ Jensen-Shannon for categorical and text columns, Benjamini-Hochberg over the
-p-values. The statistics come from scipy (the page, not the statistics, is
-under test here).
++ Jensen-Shannon for categorical and text columns. The statistics come from scipy;
+the engine's own decision rules (Benjamini-Hochberg, one primary test per column,
+findings) make the report (the page, not the statistics, is under test here).
 
 Writes ``--out`` (HTML) and, when Chromium is found, ``--png`` (a screenshot
 of the top ``--height`` pixels at ``--width``), and prints the page size.
@@ -28,12 +28,11 @@ import sys
 import tempfile
 
 import numpy as np
-import pyarrow as pa
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from engine import __version__
-from engine.monitor.report_html import render_html
+from engine.monitor.drift_report import decide_rows, report
 
 ALPHA = 0.05
 WASSERSTEIN_THRESHOLD = 0.1
@@ -46,21 +45,6 @@ NAMES = [
     "avg_txn_amount", "txn_count_30d", "days_since_login", "utilization", "debt_to_income",
     "loan_amount", "interest_rate", "session_length_s", "pages_per_visit",
 ]
-
-
-def bh(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (NaN stays NaN)."""
-    out = np.full(p.shape, np.nan)
-    ok = ~np.isnan(p)
-    q = p[ok]
-    order = np.argsort(q)
-    m = q.size
-    adj = q[order] * m / np.arange(1, m + 1)
-    adj = np.minimum.accumulate(adj[::-1])[::-1]
-    res = np.empty(m)
-    res[order] = np.minimum(adj, 1.0)
-    out[ok] = res
-    return out
 
 
 def numeric_dist(r: np.ndarray, c: np.ndarray) -> dict:
@@ -96,8 +80,7 @@ def build(n_cols: int, n_ref: int, n_cur: int, seed: int, share_threshold: float
         rows.append(dict(column=name, type="numeric", test="ks", statistic=float(ks.statistic),
                          p_value=float(ks.pvalue), threshold=ALPHA, reason=None))
         rows.append(dict(column=name, type="numeric", test="wasserstein_normed", statistic=float(w),
-                         p_value=None, threshold=WASSERSTEIN_THRESHOLD, reason=None,
-                         drifted=bool(w >= WASSERSTEIN_THRESHOLD)))
+                         p_value=None, threshold=WASSERSTEIN_THRESHOLD, reason=None))
         dists[name] = numeric_dist(r, c)
 
     def categorical(name, labels, p_ref, p_cur, typ="categorical"):
@@ -110,8 +93,7 @@ def build(n_cols: int, n_ref: int, n_cur: int, seed: int, share_threshold: float
         rows.append(dict(column=name, type=typ, test="chi2", statistic=float(chi2.statistic),
                          p_value=float(chi2.pvalue), threshold=ALPHA, reason=None))
         rows.append(dict(column=name, type=typ, test="jensenshannon", statistic=float(js),
-                         p_value=None, threshold=JS_THRESHOLD, reason=None,
-                         drifted=bool(js >= JS_THRESHOLD)))
+                         p_value=None, threshold=JS_THRESHOLD, reason=None))
         dists[name] = {"kind": typ, "labels": labels, "ref": ref.tolist(), "cur": cur.tolist()}
 
     categorical("country", ["DE", "FR", "IT", "ES", "NL", "PL", "(other)"],
@@ -133,46 +115,19 @@ def build(n_cols: int, n_ref: int, n_cur: int, seed: int, share_threshold: float
     d = numeric_dist(r, r[:0])
     dists["referral_bonus"] = d
 
-    # Benjamini-Hochberg over the p-values of the tests that have one.
-    p = np.array([np.nan if x.get("p_value") is None else x["p_value"] for x in rows])
-    untested = np.array([x.get("reason") is not None for x in rows])
-    p[untested] = np.nan
-    padj = bh(p)
-    for x, q in zip(rows, padj):
-        if x.get("reason") is not None:
-            x["p_adjusted"] = None
-            continue
-        if x["p_value"] is not None:
-            x["p_adjusted"] = float(q)
-            x["drifted"] = bool(q < ALPHA)
-        else:
-            x["p_adjusted"] = None
-
-    fields = ["column", "type", "test", "statistic", "p_value", "p_adjusted", "threshold",
-              "drifted", "reason"]
-    table = pa.table({f: [x.get(f) for x in rows] for f in fields},
-                     schema=pa.schema([("column", pa.string()), ("type", pa.string()),
-                                       ("test", pa.string()), ("statistic", pa.float64()),
-                                       ("p_value", pa.float64()), ("p_adjusted", pa.float64()),
-                                       ("threshold", pa.float64()), ("drifted", pa.bool_()),
-                                       ("reason", pa.string())]))
-    # A column drifts when its KS / chi-squared test does (BH-adjusted p < alpha).
-    by_col: dict[str, bool | None] = {}
+    # The engine decides, as drift() would: BH over each test's p-values, one primary test
+    # per column (KS / chi-squared), the all-null column a finding that counts as drift.
     for x in rows:
-        if x["test"] in ("ks", "chi2"):
-            by_col[x["column"]] = x["drifted"]
-    tested = [v for v in by_col.values() if v is not None]
-    drifted = sum(tested)
-    share = drifted / len(tested)
-    verdict = {"drift": share >= share_threshold, "drifted_columns": drifted,
-               "tested_columns": len(tested), "share": share, "share_threshold": share_threshold,
-               "correction": "bh", "alpha": ALPHA}
+        x.update(primary=x["test"] in ("ks", "chi2"), n_ref=n_ref, n_cur=n_cur)
+    decide_rows(rows, {"wasserstein_normed": WASSERSTEIN_THRESHOLD, "jensenshannon": JS_THRESHOLD},
+                ALPHA, "bh")
     meta = {"title": "Drift report · transactions", "reference": "train_2024_05 @ 3f2a9c1",
             "reference_rows": n_ref, "current": "prod_2024_06_01 @ 8b0e4d7",
             "current_rows": n_cur,
             "created": dt.datetime(2024, 6, 2, 7, 30, tzinfo=dt.timezone.utc),
             "engine_version": __version__}
-    return table, verdict, dists, meta
+    return report(rows, {"referral_bonus": "all null"}, dists, meta, "", alpha=ALPHA,
+                  correction="bh", share=share_threshold, missing="drift", new_columns="report")
 
 
 def find_chromium(hint: str | None) -> str | None:
@@ -208,9 +163,9 @@ def main(argv=None) -> int:
     ap.add_argument("--chromium", default=None)
     args = ap.parse_args(argv)
 
-    table, verdict, dists, meta = build(args.columns, args.rows, args.cur_rows, args.seed,
-                                        args.share_threshold)
-    page = render_html(table, verdict, dists, meta)
+    rep = build(args.columns, args.rows, args.cur_rows, args.seed, args.share_threshold)
+    dists = rep.distributions
+    page = rep.to_html()
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(page)
     size = len(page.encode("utf-8"))
