@@ -13,14 +13,13 @@ searches and promotion gates.
 from __future__ import annotations
 
 import math
-import os
 import subprocess
-import sys
 import time
 import uuid
 
 import pyarrow as pa
 
+from ..env import current as current_env
 from ..store.store import now_iso
 from .errors import RunFinished
 
@@ -50,20 +49,9 @@ def git_info(cwd: str | None = None) -> tuple[str | None, bool | None]:
 
 
 def world_info() -> dict:
-    """World size and rank from MPI (when mpi4py is already imported) or the launcher's env."""
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is not None:
-        try:
-            return {"world_size": mpi.COMM_WORLD.Get_size(), "rank": mpi.COMM_WORLD.Get_rank()}
-        except Exception:  # MPI not initialized in this process
-            pass
-    env = os.environ
-    for size, rank in (("PMI_SIZE", "PMI_RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
-                       ("SLURM_NTASKS", "SLURM_PROCID"), ("WORLD_SIZE", "RANK")):
-        if env.get(size, "").isdigit():
-            r = env.get(rank, "0")
-            return {"world_size": int(env[size]), "rank": int(r) if r.isdigit() else 0}
-    return {"world_size": 1, "rank": 0}
+    """World size and rank of this process, from its launcher (:mod:`engine.env`)."""
+    where = current_env()
+    return {"world_size": where.size, "rank": where.rank}
 
 
 def _check_key(key, what: str) -> str:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import datetime as _dt
-import getpass
 import json
 import os
 import re
-import socket
 import threading
 from dataclasses import dataclass
 
 import blake3
 import numpy as np
 
+from ..env import current as current_env
 from ..kernels.cdc import CdcParams
 from .errors import StoreCorruption, StoreError, StoreFormatError, UnknownVersion
 from .fs import LocalFS, open_fs
@@ -38,12 +37,7 @@ def now_iso() -> str:
 
 def who() -> dict:
     """Who, where and under which job a commit is made (the audit fields)."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        user = str(os.getuid())
-    return {"user": user, "host": socket.gethostname(), "pid": os.getpid(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    return current_env().audit()
 
 
 def check_name(name, what: str = "name") -> str:
