@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         D.sort_columns(ref, backend=backend), D.sort_columns(cur, backend=backend), backend=backend),
         args.repeat)
     t_binned, _ = best_of(lambda: (D.psi_columns(profile, cur_sorted, backend=backend),
-                                   D.js_columns(profile, cur_sorted, backend=backend),
+                                   D.jensenshannon_columns(profile, cur_sorted, backend=backend),
                                    D.hellinger_columns(profile, cur_sorted, backend=backend)),
                           args.repeat)
 

@@ -13,31 +13,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _registry
-from .gear import GEAR
+from ._registry import register_kernel
 
+# The serial chunker, and the two steps of the block-parallel one: every position's cut
+# test is independent (the hash depends only on the last 64 bytes), so candidates can be
+# found anywhere at once (threads, a GPU) and a short serial pass applies min/max.
 KERNEL = "cdc_scan"
+CANDIDATES = "cdc_candidates"
+RESOLVE = "cdc_resolve"
 DEFAULT_AVG = 64 * 1024
 # Window of the gear hash: h depends only on the last 64 bytes.
 WINDOW = 64
 
-
-def _load_cython():
-    from . import _cdc
-
-    _cdc.load_gear(np.ascontiguousarray(GEAR))
-    return _cdc.scan_cuts
-
-
-_registry.register(KERNEL, "reference", "engine.kernels.reference:cdc_scan_cuts")
-_registry.register(
-    KERNEL, "cython", _load_cython,
-    install_hint="pip install --force-reinstall --no-binary mlops-engine mlops-engine "
-    "(the compiled extension is missing; a C compiler is needed)",
-)
-_registry.register(
-    KERNEL, "numba", "engine.kernels.cdc_numba:scan_cuts",
-    install_hint="pip install 'mlops-engine[numba]'",
-)
+register_kernel(KERNEL, reference=".reference", cython="._cdc", numba=".cdc_numba")
+register_kernel(CANDIDATES, reference=".reference", cython="._cdc")
+register_kernel(RESOLVE, reference=".reference", cython="._cdc")
 
 
 def _int_arg(name: str, value) -> int:
@@ -170,45 +160,54 @@ def cut_points(buf, params: CdcParams | None = None, backend: str | None = None,
                executor: Executor | None = None, block_size: int = 8 << 20) -> np.ndarray:
     """End offsets of every chunk of ``buf`` (the last one equals ``len(buf)``).
 
-    With ``executor`` (a thread pool) and the Cython backend, blocks are
-    scanned for cut candidates in parallel (the window hash at each position
-    is independent of where the chunk started), then a cheap serial pass
-    applies the min/max sizes. The result is identical to the serial scan.
+    With ``executor`` (a thread pool) and a native candidate scan (the
+    ``cdc_candidates`` kernel; ``backend`` forces one where it has one),
+    blocks are scanned for cut candidates in parallel (the window hash at each
+    position is independent of where the chunk started), then a cheap serial
+    pass (``cdc_resolve``) applies the min/max sizes. The result is identical
+    to the serial scan (``cdc_scan``).
+
+    Examples
+    --------
+    >>> import os
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> data = os.urandom(3 << 20)
+    >>> with ThreadPoolExecutor(2) as pool:
+    ...     par = cut_points(data, executor=pool, block_size=1 << 20)
+    >>> bool((par == cut_points(data)).all())
+    True
     """
     params = params or CdcParams()
     mv = as_byte_view(buf)
-    name = _registry.resolve(KERNEL, backend)
-    if executor is not None and name == "cython" and len(mv) > 2 * block_size:
-        return _parallel_cut_points(mv, params, executor, block_size)
-    c = Chunker(params, name)
+    if executor is not None and len(mv) > 2 * block_size:
+        scan = _candidate_scan(mv, params.mask, backend)
+        if scan is not None:
+            return _parallel_cut_points(mv, params, executor, block_size, scan, backend)
+    c = Chunker(params, backend)
     return np.concatenate([c.update(mv), c.finish()])
 
 
-def _parallel_cut_points(mv: memoryview, params: CdcParams, executor: Executor,
-                         block_size: int) -> np.ndarray:
-    from . import _cdc
+def _candidate_scan(mv: memoryview, mask: int, backend: str | None):
+    """The ``cdc_candidates`` backend for ``mv``, or None where the serial chunker is used:
+    a forced backend without a candidate scan, or the reference (it is for the tests)."""
+    if backend is not None and backend not in _registry.backends(CANDIDATES):
+        return None
+    name = _registry.resolve(CANDIDATES, backend, (mv, 0, mask))
+    return None if name == "reference" else _registry.select(CANDIDATES, mv, 0, mask, backend=name)
 
-    _registry.get(KERNEL, "cython")  # loads the gear table into the extension
+
+def _parallel_cut_points(mv: memoryview, params: CdcParams, executor: Executor,
+                         block_size: int, scan, backend: str | None) -> np.ndarray:
     n = len(mv)
     mask = params.mask
 
-    def scan(lo: int, hi: int) -> np.ndarray:
+    def scan_block(lo: int, hi: int) -> np.ndarray:
         # 63 bytes of look-back give every position in [lo, hi) its full window.
         base = max(0, lo - (WINDOW - 1))
-        view = mv[base:hi]
-        start = lo - base
-        parts = []
-        out = np.empty(max(1024, (hi - lo) >> (params.bits - 4)), dtype=np.int64)
-        while True:
-            k, nxt = _cdc.scan_candidates(view, start, mask, out)
-            parts.append(out[:k] + base)
-            if nxt >= len(view):
-                break
-            start = nxt  # out was full (adversarial input): go on from there
-        return np.concatenate(parts)
+        return scan(mv[base:hi], lo - base, mask) + base
 
-    futures = [executor.submit(scan, lo, min(lo + block_size, n)) for lo in range(0, n, block_size)]
+    futures = [executor.submit(scan_block, lo, min(lo + block_size, n))
+               for lo in range(0, n, block_size)]
     cand = np.concatenate([f.result() for f in futures])
-    out = np.empty(n // params.min_size + 2, dtype=np.int64)
-    k = _cdc.resolve_cuts(cand, n, params.min_size, params.max_size, out)
-    return out[:k].copy()
+    forced = backend if backend in _registry.backends(RESOLVE) else None
+    return _registry.call(RESOLVE, cand, n, params.min_size, params.max_size, backend=forced)

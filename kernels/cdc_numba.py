@@ -1,13 +1,17 @@
-"""Gear-hash content-defined chunking, Numba CPU backend (same contract as ``_cdc.scan_cuts``)."""
+"""Gear-hash content-defined chunking, Numba CPU backend of kernel ``cdc_scan`` (see ``reference.cdc_scan``)."""
 
 from __future__ import annotations
 
 import numba
 import numpy as np
 
+from ._registry import renamed_module_attrs
 from .gear import GEAR
 
 _GEAR = np.ascontiguousarray(GEAR)
+
+# The name before kernel ids and function names became one (deprecated, one release).
+__getattr__ = renamed_module_attrs(__name__, {"scan_cuts": "cdc_scan"})
 
 
 @numba.njit(nogil=True, cache=True)
@@ -53,7 +57,7 @@ def _scan_cuts(buf, out, gear, h, length, min_size, max_size, mask):
     return k, pos, h, length
 
 
-def scan_cuts(buf, out, h, length, min_size, max_size, mask):
+def cdc_scan(buf, out, h, length, min_size, max_size, mask):
     """Continue a serial chunking over ``buf``; returns ``(n_cuts, consumed, h, length)``."""
     arr = np.frombuffer(buf, dtype=np.uint8)
     k, pos, h, length = _scan_cuts(

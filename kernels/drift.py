@@ -31,17 +31,20 @@ arrays whose lengths may differ between columns.
 
 Backends
 --------
-Each statistic is a kernel of the registry (``engine.kernels._registry``) with
-a ``reference`` (NumPy, ``reference.py``) and a ``numba`` backend
-(``drift_numba.py`` for samples and ``drift_counts_numba.py`` for counts,
-parallel over columns; the sort in ``sort_numba.py``);
-``backend=`` or ``MLOPS_BACKEND`` forces one. The kernels are registered when
-``engine.kernels`` is imported; numba loads on first use.
+Each statistic is a kernel of the registry (``engine.kernels._registry``) whose
+id names it everywhere: kernel ``psi`` is ``reference.psi`` and
+``drift_counts_numba.psi``, and the public functions here are
+``psi_columns`` (numeric samples, binned) and ``psi_counts_columns``
+(category counts). The ``reference`` backends are in ``reference.py``; the
+``numba`` ones in ``drift_numba.py`` (samples), ``drift_counts_numba.py``
+(counts) and ``sort_numba.py`` (the sort), parallel over columns.
+``backend=`` or ``MLOPS_BACKEND`` forces one. The kernels are registered below,
+when ``engine.kernels`` is imported; numba loads on first use.
 """
 
 from __future__ import annotations
 
-from . import _registry
+from ._registry import register_kernel, renamed_module_attrs
 from .drift_columns import (  # noqa: F401  (constants re-exported for callers)
     DEFAULT_BINS,
     PSI_EPS,
@@ -49,22 +52,23 @@ from .drift_columns import (  # noqa: F401  (constants re-exported for callers)
     ColumnStatistic,
     SortedColumns,
     sort_columns,
+    sort_packed_columns,
 )
 from .drift_counts import (
     chi2_columns,
     gtest_columns,
     hellinger_counts_columns,
-    js_counts_columns,
+    jensenshannon_counts_columns,
     linf_columns,
     psi_counts_columns,
 )
 from .drift_numeric import (
     Histograms,
     bin_sorted_columns,
-    cvm_columns,
+    cvm_2samp_columns,
     hellinger_columns,
     histogram_columns,
-    js_columns,
+    jensenshannon_columns,
     ks_2samp_columns,
     numeric_drift_columns,
     psi_columns,
@@ -73,30 +77,30 @@ from .drift_numeric import (
     wasserstein_normed_columns,
 )
 
-_NUMBA_HINT = "pip install 'mlops-engine[numba]'"
+_REF = ".reference"
+# samples: sort, then tests and distances that walk sorted columns
+register_kernel("sort_packed", reference=_REF, numba=".sort_numba")
+register_kernel("sort_segments", reference=_REF, numba=".sort_numba")
+register_kernel("std", reference=_REF, numba=".drift_numba")
+register_kernel("bin_sorted", reference=_REF, numba=".drift_numba")
+register_kernel("histogram", reference=_REF, numba=".drift_numba")
+register_kernel("ks_2samp", reference=_REF, numba=".drift_numba")
+register_kernel("wasserstein", reference=_REF, numba=".drift_numba")
+register_kernel("cvm_2samp", reference=_REF, numba=".drift_numba")
+register_kernel("numeric_drift", reference=_REF, numba=".drift_numba")
+# counts: binned samples or categories
+register_kernel("psi", reference=_REF, numba=".drift_counts_numba")
+register_kernel("jensenshannon", reference=_REF, numba=".drift_counts_numba")
+register_kernel("hellinger", reference=_REF, numba=".drift_counts_numba")
+register_kernel("linf", reference=_REF, numba=".drift_counts_numba")
+register_kernel("chi2", reference=_REF, numba=".drift_counts_numba")
 
-# kernel name -> (reference function, numba "module:function"), both in engine.kernels.
-# Registered as strings: numba is imported by the registry on first use, never here.
-KERNELS = {
-    "drift_sort_columns": ("drift_sort_columns", "sort_numba:sort_columns"),
-    "drift_sort_segments": ("drift_sort_segments", "sort_numba:sort_segments"),
-    "drift_sort_packed": ("drift_sort_packed", "sort_numba:sort_packed"),
-    "drift_bin_sorted": ("drift_bin_sorted", "drift_numba:bin_sorted"),
-    "drift_std": ("drift_std_columns", "drift_numba:std_columns"),
-    "ks_2samp": ("ks_2samp_columns", "drift_numba:ks_2samp"),
-    "wasserstein": ("wasserstein_columns", "drift_numba:wasserstein"),
-    "cvm_2samp": ("cvm_2samp_columns", "drift_numba:cvm_2samp"),
-    "numeric_drift": ("numeric_drift_columns", "drift_numba:numeric_drift"),
-    "quantile_bins": ("quantile_bin_counts", "drift_numba:quantile_bins"),
-    "psi": ("psi_counts", "drift_counts_numba:psi"),
-    "jensenshannon": ("jensenshannon_counts", "drift_counts_numba:jensenshannon"),
-    "hellinger": ("hellinger_counts", "drift_counts_numba:hellinger"),
-    "linf": ("linf_counts", "drift_counts_numba:linf"),
-    "chi2_contingency": ("chi2_contingency_counts", "drift_counts_numba:chi2_contingency"),
-}
-for _name, (_ref, _nb) in KERNELS.items():
-    _registry.register(_name, "reference", f"engine.kernels.reference:{_ref}")
-    _registry.register(_name, "numba", f"engine.kernels.{_nb}", install_hint=_NUMBA_HINT)
+# Public names before one statistic got one name (deprecated, one release).
+__getattr__ = renamed_module_attrs(__name__, {
+    "js_columns": "jensenshannon_columns",
+    "js_counts_columns": "jensenshannon_counts_columns",
+    "cvm_columns": "cvm_2samp_columns",
+})
 
 __all__ = [
     "ColumnStatistic",
@@ -104,19 +108,20 @@ __all__ = [
     "SortedColumns",
     "bin_sorted_columns",
     "chi2_columns",
-    "cvm_columns",
+    "cvm_2samp_columns",
     "gtest_columns",
     "hellinger_columns",
     "hellinger_counts_columns",
     "histogram_columns",
-    "js_columns",
-    "js_counts_columns",
+    "jensenshannon_columns",
+    "jensenshannon_counts_columns",
     "ks_2samp_columns",
     "linf_columns",
     "numeric_drift_columns",
     "psi_columns",
     "psi_counts_columns",
     "sort_columns",
+    "sort_packed_columns",
     "std_columns",
     "wasserstein_columns",
     "wasserstein_normed_columns",

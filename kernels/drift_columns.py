@@ -73,7 +73,7 @@ class SortedColumns:
             np.ascontiguousarray(nan_counts, dtype=np.int64)
         out = cls(v, o, nc)
         if not assume_sorted:
-            _registry.get("drift_sort_segments", backend)(v, o)
+            _registry.call("sort_segments", v, o, backend=backend)
         return out
 
     @property
@@ -131,9 +131,7 @@ def _as_sorted(data, name: str, backend: str | None) -> SortedColumns:
         offsets = np.zeros(len(cols) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(c) for c in cols])
         # concatenate always copies, so sorting in place leaves the caller's arrays alone
-        values = np.concatenate(cols)
-        offsets, nan_counts = _registry.get("drift_sort_packed", backend)(values, offsets)
-        return SortedColumns(values[:offsets[-1]], offsets, nan_counts)
+        return _sort_packed(np.concatenate(cols), offsets, backend)
     arr = _float_column_array(data, name)
     if arr.ndim == 1:
         arr = arr.reshape(-1, 1)
@@ -145,8 +143,42 @@ def _as_sorted(data, name: str, backend: str | None) -> SortedColumns:
     if np.may_share_memory(values, data):
         values = values.copy()
     n, k = arr.shape
-    offsets = np.arange(k + 1, dtype=np.int64) * n
-    offsets, nan_counts = _registry.get("drift_sort_packed", backend)(values, offsets)
+    return _sort_packed(values, np.arange(k + 1, dtype=np.int64) * n, backend)
+
+
+def sort_packed_columns(values: np.ndarray, offsets, *, backend: str | None = None) -> SortedColumns:
+    """Drop NaN from every packed column of ``values`` and sort it, in place: no copy.
+
+    Column ``c`` is ``values[offsets[c]:offsets[c + 1]]``. Afterwards the
+    sorted columns are packed at the front of ``values``, and the result views
+    them. For callers that fill one packed array themselves (a profile casts
+    each column straight into its slot); :func:`sort_columns` packs for you.
+
+    Parameters
+    ----------
+    values : ndarray of float64, 1-D, C-contiguous and writable
+    offsets : array_like of int, rising from 0 to ``len(values)``
+    backend : {"numba", "reference"}, optional
+
+    Examples
+    --------
+    >>> v = np.array([3.0, np.nan, 1.0, 2.0])
+    >>> s = sort_packed_columns(v, [0, 3, 4])
+    >>> s.column(0), s.column(1), s.nan_counts
+    (array([1., 3.]), array([2.]), array([1, 0]))
+    """
+    if not (isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1
+            and values.flags.c_contiguous and values.flags.writeable):
+        raise TypeError("values must be a writable, C-contiguous 1-D float64 array "
+                        "(it is sorted in place)")
+    o = np.ascontiguousarray(offsets, dtype=np.int64)
+    if o.ndim != 1 or len(o) < 1 or o[0] != 0 or o[-1] != len(values) or np.any(np.diff(o) < 0):
+        raise ValueError(f"offsets must rise from 0 to len(values) = {len(values)}")
+    return _sort_packed(values, o, backend)
+
+
+def _sort_packed(values: np.ndarray, offsets: np.ndarray, backend) -> SortedColumns:
+    offsets, nan_counts = _registry.call("sort_packed", values, offsets, backend=backend)
     return SortedColumns(values[:offsets[-1]], offsets, nan_counts)
 
 

@@ -66,15 +66,15 @@ def _pack_counts(ref_counts, cur_counts):
 
 def _counts_stat(kernel, ref_counts, cur_counts, backend, *args) -> ColumnStatistic:
     rc, cc, offsets, n_ref, n_cur, reasons = _pack_counts(ref_counts, cur_counts)
-    out = _registry.get(kernel, backend)(rc, cc, offsets, *args)
+    out = _registry.call(kernel, rc, cc, offsets, *args, backend=backend)
     return ColumnStatistic(kernel, out, None, reasons, n_ref, n_cur)
 
 
-def _chi2(kernel, ref_counts, cur_counts, log_likelihood, correction, backend):
+def _chi2(name, ref_counts, cur_counts, log_likelihood, correction, backend):
     rc, cc, offsets, n_ref, n_cur, reasons = _pack_counts(ref_counts, cur_counts)
-    stat, pval, dof = _registry.get("chi2_contingency", backend)(rc, cc, offsets, log_likelihood,
-                                                                 bool(correction))
-    return ColumnStatistic(kernel, stat, pval, reasons, n_ref, n_cur, dof=dof)
+    stat, pval, dof = _registry.call("chi2", rc, cc, offsets, log_likelihood, bool(correction),
+                                     backend=backend)
+    return ColumnStatistic(name, stat, pval, reasons, n_ref, n_cur, dof=dof)
 
 
 def chi2_columns(ref_counts, cur_counts, *, correction: bool = True,
@@ -103,7 +103,8 @@ def gtest_columns(ref_counts, cur_counts, *, correction: bool = True,
 
     ``scipy.stats.chi2_contingency(table, lambda_="log-likelihood")``:
     ``G = 2 sum O ln(O / E)``, chi-square distributed with ``K - 1`` dof;
-    Yates' correction as in :func:`chi2_columns`.
+    Yates' correction as in :func:`chi2_columns` (the same kernel, ``chi2``, with
+    ``log_likelihood``).
     """
     return _chi2("gtest", ref_counts, cur_counts, True, correction, backend)
 
@@ -121,9 +122,16 @@ def linf_columns(ref_counts, cur_counts, *, backend: str | None = None) -> Colum
     return _counts_stat("linf", ref_counts, cur_counts, backend)
 
 
-def js_counts_columns(ref_counts, cur_counts, *, base: float = 2.0,
-                      backend: str | None = None) -> ColumnStatistic:
-    """Jensen-Shannon distance of the category proportions per column (see :func:`js_columns`)."""
+def jensenshannon_counts_columns(ref_counts, cur_counts, *, base: float = 2.0,
+                                 backend: str | None = None) -> ColumnStatistic:
+    """Jensen-Shannon distance of the category proportions (see :func:`jensenshannon_columns`).
+
+    Examples
+    --------
+    >>> res = jensenshannon_counts_columns([[30, 10, 60]], [[25, 25, 50]])
+    >>> round(float(res.statistic[0]), 4)
+    0.1699
+    """
     return _counts_stat("jensenshannon", ref_counts, cur_counts, backend, _check_base(base))
 
 

@@ -16,10 +16,14 @@ import math
 import numba
 import numpy as np
 
+from ._registry import renamed_module_attrs
 from .distributions_numba import _chi2_sf, _pairwise_sum
 
 _JIT = dict(nogil=True, cache=True)
 _PJIT = dict(parallel=True, nogil=True, cache=True)
+
+# The name before kernel ids and function names became one (deprecated, one release).
+__getattr__ = renamed_module_attrs(__name__, {"chi2_contingency": "chi2"})
 
 
 # ---------------------------------------------------------------------------
@@ -131,7 +135,7 @@ def linf(rc, cc, offsets):
 
 
 @numba.njit(**_PJIT)
-def chi2_contingency(rc, cc, offsets, log_likelihood, correction):
+def chi2(rc, cc, offsets, log_likelihood, correction):
     """scipy.stats.chi2_contingency on each column's 2 x K table -> ``(statistic, pvalue, dof)``.
 
     Categories absent from both rows are dropped (scipy would reject their

@@ -28,11 +28,15 @@ import math
 import numba
 import numpy as np
 
+from ._registry import renamed_module_attrs
 from .distributions_numba import _cvm_from_u
 from .ks_dist_numba import _ks_2samp_pvalue
 
 _JIT = dict(nogil=True, cache=True)
 _PJIT = dict(parallel=True, nogil=True, cache=True)
+
+# Names before kernel ids and function names became one (deprecated, one release).
+__getattr__ = renamed_module_attrs(__name__, {"std_columns": "std", "quantile_bins": "histogram"})
 
 
 # ---------------------------------------------------------------------------
@@ -174,7 +178,7 @@ def _std(x):
 
 
 @numba.njit(**_PJIT)
-def std_columns(values, offsets):
+def std(values, offsets):
     """Population std (``_std``) of every packed sorted column; NaN where a column is empty."""
     k = offsets.shape[0] - 1
     out = np.full(k, np.nan)
@@ -301,7 +305,7 @@ def _bin_counts(x, edges, out):
 def bin_sorted(values, offsets, edges):
     """Counts of each sorted column in the bins of its row of ``edges`` (k, B+1) -> (k, B+2).
 
-    The bins of :func:`quantile_bins`: underflow, ``[e_{b-1}, e_b)`` with the
+    The bins of :func:`histogram`: underflow, ``[e_{b-1}, e_b)`` with the
     last one closed, overflow. A row whose first edge is not finite (a
     reference without finite values) gets zero counts.
     """
@@ -315,7 +319,7 @@ def bin_sorted(values, offsets, edges):
 
 
 @numba.njit(**_PJIT)
-def quantile_bins(rv, ro, cv, co, q):
+def histogram(rv, ro, cv, co, q):
     """Edges = numpy.quantile(finite reference, q) (linear); counts of both samples per bin.
 
     Returns ``(edges (k, B+1), ref_counts (k, B+2), cur_counts (k, B+2))`` with

@@ -61,11 +61,12 @@ def ks_2samp_columns(ref, cur, *, backend: str | None = None) -> ColumnStatistic
     (True, 0.0)
     """
     r, c = _pair(ref, cur, backend)
-    stat, pval = _registry.get("ks_2samp", backend)(r.values, r.offsets, c.values, c.offsets)
+    stat, pval = _registry.call("ks_2samp", r.values, r.offsets, c.values, c.offsets,
+                                backend=backend)
     return _sample_result("ks_2samp", stat, pval, _sample_reasons(r, c, 1, "ks_2samp"), r, c)
 
 
-def cvm_columns(ref, cur, *, backend: str | None = None) -> ColumnStatistic:
+def cvm_2samp_columns(ref, cur, *, backend: str | None = None) -> ColumnStatistic:
     """Two-sample Cramér-von Mises test per column.
 
     Same numbers as ``scipy.stats.cramervonmises_2samp(x, y, method="auto")``
@@ -76,19 +77,21 @@ def cvm_columns(ref, cur, *, backend: str | None = None) -> ColumnStatistic:
 
     Examples
     --------
-    >>> t, p = cvm_columns(np.arange(10.0), np.arange(10.0) + 0.5)
+    >>> t, p = cvm_2samp_columns(np.arange(10.0), np.arange(10.0) + 0.5)
     >>> round(float(t[0]), 6), bool(p[0] > 0.5)
     (0.025, True)
     """
     r, c = _pair(ref, cur, backend)
-    stat, pval = _registry.get("cvm_2samp", backend)(r.values, r.offsets, c.values, c.offsets)
+    stat, pval = _registry.call("cvm_2samp", r.values, r.offsets, c.values, c.offsets,
+                                backend=backend)
     reasons = _sample_reasons(r, c, 2, "cramervonmises_2samp")
     return _sample_result("cvm_2samp", stat, pval, reasons, r, c)
 
 
 def _wasserstein(ref, cur, backend):
     r, c = _pair(ref, cur, backend)
-    w1, sd = _registry.get("wasserstein", backend)(r.values, r.offsets, c.values, c.offsets)
+    w1, sd = _registry.call("wasserstein", r.values, r.offsets, c.values, c.offsets,
+                            backend=backend)
     return r, c, w1, sd
 
 
@@ -140,7 +143,7 @@ def numeric_drift_columns(ref, cur, *, backend: str | None = None,
     The numba backend merges each pair of sorted samples once for all three
     statistics; results equal :func:`ks_2samp_columns`,
     :func:`wasserstein_columns`, :func:`wasserstein_normed_columns` and
-    :func:`cvm_columns`. ``ref_std``, the reference's :func:`std_columns`
+    :func:`cvm_2samp_columns`. ``ref_std``, the reference's :func:`std_columns`
     (kept with a reference that is compared many times), saves computing it
     for the normed Wasserstein distance.
 
@@ -166,8 +169,8 @@ def numeric_drift_columns(ref, cur, *, backend: str | None = None,
         if ref_std.shape != (r.n_columns,):
             raise ValueError(f"ref_std must have one value per column ({r.n_columns}), "
                              f"got shape {ref_std.shape}")
-    ks_s, ks_p, w1, sd, cvm_s, cvm_p = _registry.get("numeric_drift", backend)(
-        r.values, r.offsets, c.values, c.offsets, ref_std)
+    ks_s, ks_p, w1, sd, cvm_s, cvm_p = _registry.call(
+        "numeric_drift", r.values, r.offsets, c.values, c.offsets, ref_std, backend=backend)
     one = _sample_reasons(r, c, 1, "ks_2samp")
     with np.errstate(invalid="ignore"):
         normed = w1 / np.maximum(sd, std_floor)
@@ -193,7 +196,7 @@ def std_columns(data, *, backend: str | None = None) -> np.ndarray:
     array([ 1., nan])
     """
     s = sort_columns(data, backend=backend)
-    return _registry.get("drift_std", backend)(s.values, s.offsets)
+    return _registry.call("std", s.values, s.offsets, backend=backend)
 
 
 def bin_sorted_columns(data, edges, *, backend: str | None = None) -> np.ndarray:
@@ -213,7 +216,7 @@ def bin_sorted_columns(data, edges, *, backend: str | None = None) -> np.ndarray
     e = np.ascontiguousarray(edges, dtype=np.float64)
     if e.ndim != 2 or e.shape[0] != s.n_columns or e.shape[1] < 2:
         raise ValueError(f"edges must be ({s.n_columns}, B + 1) with B >= 1, got shape {e.shape}")
-    return _registry.get("drift_bin_sorted", backend)(s.values, s.offsets, e)
+    return _registry.call("bin_sorted", s.values, s.offsets, e, backend=backend)
 
 
 def _normed_reasons(reasons, sd):
@@ -261,8 +264,8 @@ def histogram_columns(ref, cur, n_bins: int = DEFAULT_BINS, *,
     n = _n_bins(n_bins)
     r, c = _pair(ref, cur, backend)
     q = np.linspace(0.0, 1.0, n + 1)
-    edges, rc, cc = _registry.get("quantile_bins", backend)(r.values, r.offsets, c.values,
-                                                            c.offsets, q)
+    edges, rc, cc = _registry.call("histogram", r.values, r.offsets, c.values, c.offsets, q,
+                                   backend=backend)
     reasons = _sample_reasons(r, c, 1, "binning")
     reasons = [why if why or np.isfinite(e[0]) else "reference column has no finite values"
                for why, e in zip(reasons, edges)]
@@ -273,7 +276,8 @@ def _binned(kernel, ref, cur, n_bins, backend, *args) -> ColumnStatistic:
     h = histogram_columns(ref, cur, n_bins, backend=backend)
     k, nb = h.ref_counts.shape
     offsets = np.arange(k + 1, dtype=np.int64) * nb
-    out = _registry.get(kernel, backend)(h.ref_counts.ravel(), h.cur_counts.ravel(), offsets, *args)
+    out = _registry.call(kernel, h.ref_counts.ravel(), h.cur_counts.ravel(), offsets, *args,
+                         backend=backend)
     return ColumnStatistic(kernel, out, None, h.reason, h.ref_counts.sum(axis=1),
                            h.cur_counts.sum(axis=1), h.nan_ref, h.nan_cur)
 
@@ -300,13 +304,20 @@ def psi_columns(ref, cur, n_bins: int = DEFAULT_BINS, *, eps: float = PSI_EPS,
     return _binned("psi", ref, cur, n_bins, backend, _check_eps(eps))
 
 
-def js_columns(ref, cur, n_bins: int = DEFAULT_BINS, *, base: float = 2.0,
-               backend: str | None = None) -> ColumnStatistic:
+def jensenshannon_columns(ref, cur, n_bins: int = DEFAULT_BINS, *, base: float = 2.0,
+                          backend: str | None = None) -> ColumnStatistic:
     """Jensen-Shannon distance per column over the reference's quantile bins.
 
     ``scipy.spatial.distance.jensenshannon(p, q, base)`` of the bin
     proportions: ``sqrt((KL(p||m) + KL(q||m)) / 2)``, ``m = (p + q)/2``; in
     [0, 1] with the default base 2 (Lin 1991).
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(3).normal(size=(5000, 2))
+    >>> js = jensenshannon_columns(x, x + [0.0, 2.0]).statistic
+    >>> bool(js[0] == 0.0), bool(js[1] > 0.5)
+    (True, True)
     """
     return _binned("jensenshannon", ref, cur, n_bins, backend, _check_base(base))
 

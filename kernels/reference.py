@@ -1,7 +1,11 @@
 """Slow, obvious NumPy implementations: the ground truth for every kernel.
 
-Every accelerated backend is tested against these functions. They favour
-being evidently correct over being fast; none of them is used on a hot path.
+Each function is the ``reference`` backend of the kernel of the same name
+(``psi`` is kernel ``psi``), registered in ``cdc.py`` and ``drift.py``. Every
+accelerated backend is tested against these functions (``tests/test_kernels.py``).
+They favour being evidently correct over being fast; none of them is used on a
+hot path. ``gear_window_hashes`` and ``cdc_cut_points`` are helpers of the
+tests, not kernels.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import math
 
 import numpy as np
 
+from ._registry import renamed_module_attrs
 from .gear import GEAR
 
 # Scalar distributions of the drift p-values (plain-Python ports of scipy's),
@@ -24,6 +29,17 @@ from .reference_distributions import kstwo_sf as kstwo_sf
 from .reference_distributions import smirnov_sf as smirnov_sf
 
 _U64 = np.uint64
+
+# Names before kernel ids and function names became one (deprecated, one release).
+__getattr__ = renamed_module_attrs(__name__, {
+    "cdc_scan_cuts": "cdc_scan", "drift_sort_segments": "sort_segments",
+    "drift_sort_packed": "sort_packed", "drift_bin_sorted": "bin_sorted",
+    "ks_2samp_columns": "ks_2samp", "wasserstein_columns": "wasserstein",
+    "drift_std_columns": "std", "numeric_drift_columns": "numeric_drift",
+    "cvm_2samp_columns": "cvm_2samp", "quantile_bin_counts": "histogram", "psi_counts": "psi",
+    "jensenshannon_counts": "jensenshannon", "hellinger_counts": "hellinger",
+    "linf_counts": "linf", "chi2_contingency_counts": "chi2",
+})
 
 # ---------------------------------------------------------------------------
 # Content-defined chunking (gear hash), see docs/architecture.md
@@ -46,17 +62,26 @@ def gear_window_hashes(data: np.ndarray) -> np.ndarray:
     return h
 
 
-def cdc_candidates(data: np.ndarray, mask: int) -> np.ndarray:
-    """End offsets ``i + 1`` of every byte ``i`` whose window hash has ``h & mask == 0``."""
-    h = gear_window_hashes(data)
-    return np.flatnonzero((h & _U64(mask)) == 0).astype(np.int64) + 1
+def cdc_candidates(buf, start, mask):
+    """End offsets ``i + 1`` (``i >= start``) of every byte whose window hash has ``h & mask == 0``.
+
+    The hash at ``i`` covers ``buf[max(0, i - 63):i + 1]``: the caller gives
+    63 bytes of look-back before ``start`` (or ``buf`` starts the stream).
+    """
+    data = np.frombuffer(buf, dtype=np.uint8)
+    lo = max(0, start - 63)
+    h = gear_window_hashes(data[lo:])
+    hits = np.flatnonzero((h & _U64(mask)) == 0).astype(np.int64) + lo
+    return hits[hits >= start] + 1
 
 
-def cdc_cut_points(data: np.ndarray, min_size: int, max_size: int, mask: int) -> np.ndarray:
-    """Chunk end offsets: a chunk from ``s`` ends at the first candidate in
-    ``[s + min_size, s + max_size]``, else at ``s + max_size``, and never past the end."""
-    n = len(data)
-    cand = cdc_candidates(data, mask).tolist()
+def cdc_resolve(cand, n, min_size, max_size):
+    """Chunk end offsets of a stream of ``n`` bytes from its sorted candidates.
+
+    A chunk from ``s`` ends at the first candidate in ``[s + min_size, s + max_size]``,
+    else at ``s + max_size``, and never past ``n``.
+    """
+    cand = np.asarray(cand).tolist()
     cuts, s, j = [], 0, 0
     while s < n:
         hi = min(s + max_size, n)
@@ -68,10 +93,15 @@ def cdc_cut_points(data: np.ndarray, min_size: int, max_size: int, mask: int) ->
     return np.array(cuts, dtype=np.int64)
 
 
-def cdc_scan_cuts(buf, out, h, length, min_size, max_size, mask):
+def cdc_cut_points(data, min_size: int, max_size: int, mask: int) -> np.ndarray:
+    """Chunk end offsets of the whole of ``data``: the candidates, then the min/max rules."""
+    return cdc_resolve(cdc_candidates(data, 0, mask), len(data), min_size, max_size)
+
+
+def cdc_scan(buf, out, h, length, min_size, max_size, mask):
     """The serial chunker of DESIGN.md, byte by byte in Python integers.
 
-    Same contract as the native ``scan_cuts`` kernels: continue the chunk in
+    Same contract as the native ``cdc_scan`` kernels: continue the chunk in
     progress (hash ``h``, ``length`` bytes so far) over ``buf``; write end
     offsets relative to ``buf`` into ``out``; return
     ``(n_cuts, consumed, h, length)``. The hash is reset at every cut, and
@@ -107,23 +137,13 @@ def cdc_scan_cuts(buf, out, h, length, min_size, max_size, mask):
 # ---------------------------------------------------------------------------
 
 
-def drift_sort_columns(x: np.ndarray):
-    """Drop NaN from every column of 2-D ``x`` and sort it: ``(values, offsets, nan_counts)``."""
-    cols = [x[:, j][~np.isnan(x[:, j])] for j in range(x.shape[1])]
-    nan_counts = np.array([x.shape[0] - len(c) for c in cols], dtype=np.int64)
-    offsets = np.zeros(len(cols) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(c) for c in cols])
-    values = np.concatenate([np.sort(c) for c in cols]) if cols else np.empty(0)
-    return values.astype(np.float64), offsets, nan_counts
-
-
-def drift_sort_segments(values: np.ndarray, offsets: np.ndarray) -> None:
+def sort_segments(values: np.ndarray, offsets: np.ndarray) -> None:
     """Sort each packed column in place."""
     for c in range(len(offsets) - 1):
         values[offsets[c]:offsets[c + 1]] = np.sort(values[offsets[c]:offsets[c + 1]])
 
 
-def drift_sort_packed(values: np.ndarray, offsets: np.ndarray):
+def sort_packed(values: np.ndarray, offsets: np.ndarray):
     """Drop NaN from each packed column and sort it, then pack the columns to the front.
 
     In place: afterwards column ``c`` is ``values[new[c]:new[c + 1]]``.
@@ -141,8 +161,8 @@ def drift_sort_packed(values: np.ndarray, offsets: np.ndarray):
     return new, nan_counts
 
 
-def drift_bin_sorted(values: np.ndarray, offsets: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts of each packed column in the bins of its row of ``edges`` (see ``quantile_bin_counts``).
+def bin_sorted(values: np.ndarray, offsets: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of each packed column in the bins of its row of ``edges`` (see ``histogram``).
 
     Zero counts where the row's first edge is not finite.
     """
@@ -166,7 +186,7 @@ def _columns(rv, ro, cv, co):
 # --- Kolmogorov-Smirnov ------------------------------------------------------
 
 
-def ks_2samp_columns(rv, ro, cv, co):
+def ks_2samp(rv, ro, cv, co):
     """scipy.stats.ks_2samp(x, y, method="auto") per column: ``(statistic, pvalue)``."""
     k = len(ro) - 1
     stat, pval = np.full(k, np.nan), np.full(k, np.nan)
@@ -186,7 +206,7 @@ def ks_2samp_columns(rv, ro, cv, co):
 # --- Wasserstein-1 -----------------------------------------------------------
 
 
-def wasserstein_columns(rv, ro, cv, co):
+def wasserstein(rv, ro, cv, co):
     """scipy.stats.wasserstein_distance per column and ``numpy.std`` of the reference.
 
     Returns ``(w1, ref_std)``. The integral runs over consecutive *distinct*
@@ -203,8 +223,8 @@ def wasserstein_columns(rv, ro, cv, co):
         pooled = np.unique(np.concatenate([x, y]))
         gap = np.abs(np.searchsorted(x, pooled[:-1], side="right") / len(x)
                      - np.searchsorted(y, pooled[:-1], side="right") / len(y))
-        width = np.diff(pooled)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # infinite widths are meant
+            width = np.diff(pooled)
             w1[c] = float(np.sum(np.where(gap > 0, gap * width, 0.0)))
     return w1, sd
 
@@ -218,27 +238,27 @@ def _std(x: np.ndarray) -> float:
         return float(np.std(x))
 
 
-def drift_std_columns(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def std(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """``numpy.std`` of every packed column (see ``_std``); NaN where a column is empty."""
     return np.array([_std(values[offsets[c]:offsets[c + 1]]) if offsets[c + 1] > offsets[c]
                      else np.nan for c in range(len(offsets) - 1)], dtype=np.float64)
 
 
-def numeric_drift_columns(rv, ro, cv, co, ref_std=None):
+def numeric_drift(rv, ro, cv, co, ref_std=None):
     """KS, W1, reference std and CvM together: ``(ks_stat, ks_p, w1, ref_std, cvm_stat, cvm_p)``.
 
     A given ``ref_std`` (from an earlier call) is returned as it is.
     """
-    w1, sd = wasserstein_columns(rv, ro, cv, co)
+    w1, sd = wasserstein(rv, ro, cv, co)
     if ref_std is not None:
         sd = np.array(ref_std, dtype=np.float64)
-    return (*ks_2samp_columns(rv, ro, cv, co), w1, sd, *cvm_2samp_columns(rv, ro, cv, co))
+    return (*ks_2samp(rv, ro, cv, co), w1, sd, *cvm_2samp(rv, ro, cv, co))
 
 
 # --- Cramer-von Mises --------------------------------------------------------
 
 
-def cvm_2samp_columns(rv, ro, cv, co):
+def cvm_2samp(rv, ro, cv, co):
     """scipy.stats.cramervonmises_2samp(x, y, method="auto") per column: ``(statistic, pvalue)``.
 
     Exact p-value when both samples have at most 20 values, else the
@@ -273,7 +293,7 @@ def cvm_2samp_columns(rv, ro, cv, co):
 # --- Quantile bins and count distances --------------------------------------
 
 
-def quantile_bin_counts(rv, ro, cv, co, q):
+def histogram(rv, ro, cv, co, q):
     """Edges ``numpy.quantile(finite reference, q)`` and both samples' counts per bin.
 
     Bin 0 holds values below the first edge, bin ``b`` holds
@@ -303,7 +323,7 @@ def _proportions(rc, cc, offsets):
             yield c, r / np.sum(r), s / np.sum(s)
 
 
-def psi_counts(rc, cc, offsets, eps):
+def psi(rc, cc, offsets, eps):
     """Population stability index sum (p - q) ln(p / q) with p, q clipped below at ``eps``."""
     out = np.full(len(offsets) - 1, np.nan)
     for c, p, q in _proportions(rc, cc, offsets):
@@ -312,7 +332,7 @@ def psi_counts(rc, cc, offsets, eps):
     return out
 
 
-def jensenshannon_counts(rc, cc, offsets, base):
+def jensenshannon(rc, cc, offsets, base):
     """Jensen-Shannon distance sqrt((KL(p||m) + KL(q||m)) / 2), m = (p + q)/2, in ``base``."""
     out = np.full(len(offsets) - 1, np.nan)
     for c, p, q in _proportions(rc, cc, offsets):
@@ -324,7 +344,7 @@ def jensenshannon_counts(rc, cc, offsets, base):
     return out
 
 
-def hellinger_counts(rc, cc, offsets):
+def hellinger(rc, cc, offsets):
     """Hellinger distance sqrt(sum (sqrt p - sqrt q)^2 / 2)."""
     out = np.full(len(offsets) - 1, np.nan)
     for c, p, q in _proportions(rc, cc, offsets):
@@ -332,7 +352,7 @@ def hellinger_counts(rc, cc, offsets):
     return out
 
 
-def linf_counts(rc, cc, offsets):
+def linf(rc, cc, offsets):
     """L-infinity distance max |p - q| (TFDV's categorical drift comparator)."""
     out = np.full(len(offsets) - 1, np.nan)
     for c, p, q in _proportions(rc, cc, offsets):
@@ -340,7 +360,7 @@ def linf_counts(rc, cc, offsets):
     return out
 
 
-def chi2_contingency_counts(rc, cc, offsets, log_likelihood, correction):
+def chi2(rc, cc, offsets, log_likelihood, correction):
     """scipy.stats.chi2_contingency on each 2 x K table: ``(statistic, pvalue, dof)``.
 
     Categories absent from both rows are dropped first. ``log_likelihood``

@@ -1,8 +1,8 @@
 """Per-column sort of drift samples, Numba CPU backend: an LSD radix sort of the floats' bits.
 
-Kernels ``drift_sort_columns``, ``drift_sort_segments`` and ``drift_sort_packed`` of the registry
-(see ``engine.kernels.drift``); the references are the functions of the same
-names in ``reference.py``. Sorting is the expensive step of every sample
+Kernels ``sort_packed`` and ``sort_segments`` of the registry (see
+``engine.kernels.drift``); the references are the functions of the same names
+in ``reference.py``. Sorting is the expensive step of every sample
 test, so it is a kernel of its own and the statistics (``drift_numba.py``)
 only walk already-sorted samples: a reference profile sorts once and is reused
 for every batch.
@@ -146,37 +146,6 @@ def _radix_sort(x):
         keys[i] = k ^ _SIGN if k & _SIGN else k ^ _ONES
     if disorder:
         _sort_runs(x)
-
-
-@numba.njit(**_PJIT)
-def sort_columns(x):
-    """Pack the columns of 2-D ``x`` (rows = observations): drop NaN, sort.
-
-    Returns ``(values, offsets, nan_counts)``. Fortran-ordered ``x`` is read
-    contiguously; C order works but reads each column with a stride.
-    """
-    n, k = x.shape
-    nan_counts = np.zeros(k, dtype=np.int64)
-    for j in numba.prange(k):
-        c = 0
-        for i in range(n):
-            if np.isnan(x[i, j]):
-                c += 1
-        nan_counts[j] = c
-    offsets = np.zeros(k + 1, dtype=np.int64)
-    for j in range(k):
-        offsets[j + 1] = offsets[j] + n - nan_counts[j]
-    values = np.empty(offsets[k], dtype=np.float64)
-    for j in numba.prange(k):
-        seg = values[offsets[j]:offsets[j + 1]]
-        p = 0
-        for i in range(n):
-            v = x[i, j]
-            if not np.isnan(v):
-                seg[p] = v
-                p += 1
-        _radix_sort(seg)
-    return values, offsets, nan_counts
 
 
 @numba.njit(**_PJIT)

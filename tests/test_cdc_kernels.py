@@ -1,4 +1,10 @@
-"""Every chunker backend against the NumPy reference, on random, adversarial and edge inputs."""
+"""The chunker (streaming, whole-buffer and block-parallel) against the NumPy reference.
+
+The kernels themselves (``cdc_scan``, ``cdc_candidates``, ``cdc_resolve``) are
+compared backend by backend with their references in ``tests/test_kernels.py``;
+here the Python around them: carried state between blocks, output buffers that
+fill up, block boundaries of the parallel scan, and the choice of backends.
+"""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -7,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.kernels import CdcParams, Chunker, cut_points
+from engine import kernels as K
+from engine.kernels import CdcParams, Chunker, _registry, cut_points
 from engine.kernels import reference as R
 
 from conftest import CDC_BACKENDS, FAST_CDC_BACKENDS, SMALL, random_bytes
@@ -21,7 +28,7 @@ def ref_cuts(data: bytes, p: CdcParams) -> np.ndarray:
 
 def serial_ref_cuts(data: bytes, p: CdcParams) -> list[int]:
     out = [0] * (len(data) // p.min_size + 2)
-    k, used, _, length = R.cdc_scan_cuts(data, out, 0, 0, p.min_size, p.max_size, p.mask)
+    k, used, _, length = R.cdc_scan(data, out, 0, 0, p.min_size, p.max_size, p.mask)
     assert used == len(data)
     return out[:k] + ([len(data)] if length else [])
 
@@ -59,11 +66,10 @@ def test_two_references_agree():
     assert serial_ref_cuts(data, DEFAULT) == ref_cuts(data, DEFAULT).tolist()
 
 
-@pytest.mark.parametrize("backend", CDC_BACKENDS)
 @pytest.mark.parametrize("name", sorted(INPUTS))
-def test_backend_matches_reference_small_params(backend, name):
+def test_cut_points_match_reference_small_params(name):
     data = INPUTS[name]
-    cuts = cut_points(data, SMALL, backend=backend)
+    cuts = cut_points(data, SMALL)
     np.testing.assert_array_equal(cuts, ref_cuts(data, SMALL))
     check_chunk_sizes(cuts, len(data), SMALL)
 
@@ -93,9 +99,7 @@ def test_every_position_a_candidate_gives_min_size(backend):
     # then every position is a candidate and every chunk has exactly min_size bytes.
     p = CdcParams(avg_size=64, min_size=64, max_size=128)
     for c in range(256):
-        run = bytes([c]) * 128
-        if len(R.cdc_candidates(np.frombuffer(run, np.uint8), p.mask)) and \
-                R.cdc_candidates(np.frombuffer(run, np.uint8), p.mask)[-1] == 128:
+        if len(R.cdc_candidates(bytes([c]) * 128, 64, p.mask)) == 64:  # every full window
             break
     else:
         pytest.skip("no constant byte passes a 6-bit mask with this table")
@@ -140,31 +144,63 @@ def test_parallel_candidates_equal_serial(block_size):
 
 
 def test_parallel_candidates_small_params_adversarial():
-    # Period-2 data with a 6-bit mask makes candidates dense; the scan must also survive
-    # an output buffer that fills up (it restarts from where it stopped).
-    from engine.kernels import _cdc, get
-
-    get("cdc_scan", "cython")
+    # Period-3 data with a 6-bit mask makes candidates dense, and a constant run of a byte
+    # that passes the mask makes every position one: blocks of 4096 bytes see both.
     p = CdcParams(avg_size=64, min_size=64, max_size=256)
-    data = (b"\x00\x01\x02" * 50_000) + random_bytes(100_000, 5)
-    expect = R.cdc_candidates(np.frombuffer(data, np.uint8), p.mask)
-    out = np.empty(3, dtype=np.int64)
-    got, start = [], 0
-    while True:
-        k, nxt = _cdc.scan_candidates(data, start, p.mask, out)
-        got.extend(out[:k].tolist())
-        if nxt >= len(data):
-            break
-        start = nxt
-    assert got == expect.tolist()
+    hit = next(c for c in range(256) if len(R.cdc_candidates(bytes([c]) * 128, 64, p.mask)) == 64)
+    data = (b"\x00\x01\x02" * 50_000) + bytes([hit]) * 30_000 + random_bytes(100_000, 5)
     with ThreadPoolExecutor(2) as ex:
         par = cut_points(data, p, executor=ex, block_size=4096)
     np.testing.assert_array_equal(par, ref_cuts(data, p))
 
 
+@pytest.fixture
+def counting_candidate_backend():
+    """A 'cuda' backend of the candidate scan (the Cython one, counted) for large inputs only."""
+    calls = []
+    scan = K.get("cdc_candidates", "cython")
+
+    def cdc_candidates(buf, start, mask):
+        calls.append(len(buf))
+        return scan(buf, start, mask)
+
+    def large(buf, start, mask):
+        """inputs of 1 MiB and more"""
+        return len(buf) >= 1 << 20
+
+    K.register_kernel("cdc_candidates", cuda=lambda: cdc_candidates, is_usable_for={"cuda": large})
+    yield calls
+    del _registry._KERNELS["cdc_candidates"]["cuda"]
+    _registry._PLANS.pop("cdc_candidates", None)
+
+
+def test_parallel_scan_takes_any_registered_candidate_backend(counting_candidate_backend):
+    data = random_bytes(5 << 20, 4)
+    with ThreadPoolExecutor(2) as ex:
+        par = cut_points(data, executor=ex, block_size=1 << 20)
+        assert counting_candidate_backend == [1 << 20] + [(1 << 20) + 63] * 4
+        np.testing.assert_array_equal(par, cut_points(data, backend="cython"))
+        small = data[: 1 << 19]  # under 1 MiB: the predicate says no, the cython scan runs
+        np.testing.assert_array_equal(cut_points(small, executor=ex, block_size=1 << 17),
+                                      cut_points(small, backend="cython"))
+        with pytest.raises(K.BackendNotApplicable, match="inputs of 1 MiB and more"):
+            cut_points(small, executor=ex, block_size=1 << 17, backend="cuda")
+    assert len(counting_candidate_backend) == 5
+
+
+def test_forced_backend_without_candidate_scan_is_serial():
+    data = random_bytes(3 << 20, 6)
+    with ThreadPoolExecutor(2) as ex:
+        for backend in ("numba", "reference") if "numba" in CDC_BACKENDS else ("reference",):
+            cuts = cut_points(data[: 1 << 20] if backend == "reference" else data, DEFAULT,
+                              backend=backend, executor=ex, block_size=1 << 18)
+            want = cut_points(data[: 1 << 20] if backend == "reference" else data, DEFAULT)
+            np.testing.assert_array_equal(cuts, want)
+
+
 def test_insert_one_byte_reuses_chunks():
     """A 1-byte insert near the start of 64 MiB changes only the chunks around the edit."""
-    from engine.chunking import chunk_bytes
+    from engine.store.pipeline import chunk_bytes
 
     data = random_bytes(64 << 20, 21)
     edited = data[:1000] + b"\x42" + data[1000:]

@@ -1,44 +1,29 @@
-"""Kernels of the lean drift path: packed sort, bins of sorted columns, spread; radix edge cases.
+"""The lean drift path through the public API: packed sort, bins of sorted columns, spread.
 
-``drift_sort_packed``, ``drift_bin_sorted`` and ``drift_std`` against their
-NumPy references (``kernels/reference.py``) on random, adversarial (ties, NaN,
-+-inf, -0.0, constant, values a few ulps apart) and edge (empty, one value)
-columns, and through the public API of ``engine.kernels.drift``.
+The kernels ``sort_packed``, ``bin_sorted`` and ``std`` are compared with their
+references backend by backend in ``tests/test_kernels.py`` (on the columns of
+``tests/kernel_cases.py``: ties, NaN, +-inf, -0.0, constant, values a few ulps
+apart, empty, one value). Here: what the reference does not pin down (the
+order of -0.0 and +0.0), the packing of ``engine.kernels.drift``, agreement
+with NumPy and with the profile's own binning.
 """
 
 import numpy as np
 import pytest
+from kernel_cases import unsorted_columns
 
 from engine.kernels import drift as D
 from engine.kernels import get, usable_backends
 
-BACKENDS = usable_backends("drift_sort_packed")
+BACKENDS = usable_backends("sort_packed")
 FAST_BACKENDS = [b for b in BACKENDS if b != "reference"]
 needs_fast = pytest.mark.skipif(not FAST_BACKENDS, reason="no accelerated drift backend here")
 
 
 def _columns(seed):
-    """Columns of every kind the sort and the bins must get right, lengths 0 to 20,000."""
+    """Columns of every kind the sort and the bins must get right (those of kernel_cases)."""
     rng = np.random.default_rng(seed)
-    n = 5000
-    wide = rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, size=n)
-    nan_inf = rng.normal(size=n)
-    nan_inf[::7] = np.nan
-    nan_inf[::11] = np.inf
-    nan_inf[::13] = -np.inf
-    zeros = np.where(rng.random(n) < 0.5, -0.0, 0.0)
-    zeros[::5] = rng.normal(size=len(zeros[::5]))
-    ulps = 1.0 + rng.integers(0, 3000, size=n) * 2.0**-52  # equal top bits: the run fix-up
-    clusters = np.repeat(rng.normal(size=n // 100), 100) * (1 + rng.integers(0, 99, n) * 2.0**-52)
-    small_runs = np.repeat(rng.normal(size=n // 10), 10) * (1 + rng.integers(0, 9, n) * 2.0**-52)
-    denormal = rng.integers(-1000, 1000, size=n) * 5e-324
-    return [
-        np.zeros(0), np.array([np.nan]), np.array([2.5]), np.array([-0.0]),
-        rng.normal(size=20_000), rng.normal(size=2047), rng.normal(size=2048), wide, nan_inf,
-        np.round(rng.normal(size=n) * 3), zeros, np.full(n, 7.0), np.full(n, np.nan), ulps,
-        -ulps, clusters, small_runs, denormal, np.concatenate([[np.inf] * 3, [-np.inf] * 3, rng.normal(size=n)]),
-        rng.normal(size=n).astype(np.float32).astype(np.float64), 1.7e9 + rng.uniform(0, 60, n),
-    ]
+    return [c[rng.permutation(len(c))] for c in unsorted_columns()]
 
 
 def _packed(cols):
@@ -47,21 +32,16 @@ def _packed(cols):
     return np.concatenate(cols), offsets
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("seed", [0, 1])
-def test_sort_packed_equals_numpy(backend, seed):
-    cols = _columns(seed)
+@needs_fast
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_sort_packed_puts_negative_zero_first(backend):
+    cols = _columns(0)
     values, offsets = _packed(cols)
-    v = values.copy()
-    new, nan_counts = get("drift_sort_packed", backend)(v, offsets)
-    assert new[0] == 0 and nan_counts.tolist() == [int(np.isnan(c).sum()) for c in cols]
-    for j, c in enumerate(cols):
-        got = v[new[j]:new[j + 1]]
-        want = np.sort(c[~np.isnan(c)])
-        np.testing.assert_array_equal(got, want)  # -0.0 == 0.0 here; the order is checked below
-        if backend != "reference":
-            z = got == 0
-            assert not np.any(z[:-1] & z[1:] & ~np.signbit(got[:-1]) & np.signbit(got[1:]))
+    new, _ = get("sort_packed", backend)(values, offsets)
+    for j in range(len(cols)):
+        got = values[new[j]:new[j + 1]]
+        z = got == 0
+        assert not np.any(z[:-1] & z[1:] & ~np.signbit(got[:-1]) & np.signbit(got[1:]))
 
 
 @needs_fast
@@ -78,19 +58,6 @@ def test_sort_columns_of_lists_and_matrices_agree_with_reference(backend):
     b = D.sort_columns(list(m.T), backend=backend)
     np.testing.assert_array_equal(a.values, b.values)
     np.testing.assert_array_equal(a.nan_counts, b.nan_counts)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_sort_2d_kernel_equals_packed_sort(backend):
-    """drift_sort_columns (2-D in, still registered) and the packing sort_columns does now."""
-    cols = [c[:2000] for c in _columns(4) if len(c) >= 2000]
-    m = np.stack(cols, axis=1)
-    for x in (m, np.asfortranarray(m)):
-        values, offsets, nan_counts = get("drift_sort_columns", backend)(x)
-        s = D.sort_columns(x, backend=backend)
-        np.testing.assert_array_equal(values, s.values)
-        np.testing.assert_array_equal(offsets, s.offsets)
-        np.testing.assert_array_equal(nan_counts, s.nan_counts)
 
 
 def test_sort_columns_leaves_the_input_alone():
@@ -121,22 +88,21 @@ def _edges_for(cols, rng, bins=10):
     return np.array(out)
 
 
-@pytest.mark.parametrize("backend", usable_backends("drift_bin_sorted"))
+@pytest.mark.parametrize("backend", usable_backends("bin_sorted"))
 @pytest.mark.parametrize("seed", [0, 1])
-def test_bin_sorted_equals_reference_and_profile_hist(backend, seed):
-    from engine.monitor.profile_numeric import _hist_sorted
+def test_bin_sorted_equals_profile_hist(backend, seed):
+    from engine.monitor.profile_numeric import hist_sorted
 
     rng = np.random.default_rng(seed)
     cols = [np.sort(c[~np.isnan(c)]) for c in _columns(seed)]
     edges = _edges_for(cols, rng)
     edges[5] = _edges_for([cols[6]], rng)[0]  # another column's edges: values outside them
     values, offsets = _packed(cols)
-    got = get("drift_bin_sorted", backend)(values, offsets, edges)
-    want = get("drift_bin_sorted", "reference")(values, offsets, edges)
-    np.testing.assert_array_equal(got, want)
+    got = D.bin_sorted_columns(D.SortedColumns(values, offsets, np.zeros(len(cols), np.int64)),
+                               edges, backend=backend)
     assert got.dtype == np.int64 and got.shape == (len(cols), 12)
     for j, c in enumerate(cols):
-        np.testing.assert_array_equal(got[j], _hist_sorted(c, edges[j]))
+        np.testing.assert_array_equal(got[j], hist_sorted(c, edges[j]))
         if np.isfinite(edges[j, 0]):
             assert got[j].sum() == len(c)
         else:
@@ -153,7 +119,7 @@ def test_bin_sorted_columns_api():
         D.bin_sorted_columns(x, [[1.0], [2.0]])
 
 
-@pytest.mark.parametrize("backend", usable_backends("drift_std"))
+@pytest.mark.parametrize("backend", usable_backends("std"))
 def test_std_columns_equals_numpy(backend):
     rng = np.random.default_rng(4)
     cols = [np.zeros(0), np.array([3.0]), rng.normal(size=10_000), rng.normal(size=500) * 1e300,
