@@ -25,9 +25,9 @@ import blake3
 import numpy as np
 from timing import best_of
 
-from engine.chunking import chunk_bytes
-from engine.cli import _size
+from engine.cli.args import parse_size
 from engine.kernels import CdcParams, cut_points, usable_backends
+from engine.store.pipeline import chunk_bytes
 
 CHUNKER_TARGET_GBS = 3.0
 CHUNK_HASH_TARGET_RATIO = 0.7
@@ -35,7 +35,7 @@ CHUNK_HASH_TARGET_RATIO = 0.7
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", type=_size, default=1 << 30, help="bytes of random data (default 1GiB)")
+    ap.add_argument("--size", type=parse_size, default=1 << 30, help="bytes of random data (default 1GiB)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best counts")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)

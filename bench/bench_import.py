@@ -25,11 +25,11 @@ def best(code: str, n: int = 7) -> float:
 def main() -> int:
     base = best("pass")
     eng = best("import engine")
-    heavy = best("import engine.kernels, engine.chunking")
+    heavy = best("import engine.kernels, engine.store.pipeline")
     print("# bench_import: fresh interpreter per run, best of 7")
     print(f"{'python -c pass':<45} {base * 1000:8.1f} ms")
     print(f"{'import engine':<45} {eng * 1000:8.1f} ms  ({(eng - base) * 1000:.1f} ms over bare python)")
-    print(f"{'import engine.kernels, engine.chunking':<45} {heavy * 1000:8.1f} ms")
+    print(f"{'import engine.kernels, engine.store.pipeline':<45} {heavy * 1000:8.1f} ms")
     print(f"{'import engine / 0.5 s budget':<45} {eng / BUDGET_S:8.2f} x")
     return 0
 

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import blake3
 import pytest
 
-from engine.chunking import chunk_bytes
 from engine.kernels import CdcParams, cut_points, usable_backends
+from engine.store.pipeline import chunk_bytes
 
 P = CdcParams()
 

@@ -19,10 +19,10 @@ __version__ = "0.1.0"
 
 # name -> module that defines it (imported on first attribute access)
 _LAZY = {
-    "chunk_bytes": "engine.chunking",
-    "chunk_file": "engine.chunking",
-    "file_id": "engine.chunking",
-    "iter_chunks": "engine.chunking",
+    "chunk_bytes": "engine.store.pipeline",
+    "chunk_file": "engine.store.pipeline",
+    "file_id": "engine.store.pipeline",
+    "iter_chunks": "engine.store.pipeline",
     "CdcParams": "engine.kernels.cdc",
     "Chunker": "engine.kernels.cdc",
     "kernels": "engine.kernels",

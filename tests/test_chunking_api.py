@@ -8,9 +8,9 @@ import pyarrow as pa
 import pytest
 
 import engine
-from engine.chunking import CHUNK_DTYPE, chunk_bytes, chunk_file, file_id
 from engine.kernels import CdcParams
 from engine.kernels import reference as R
+from engine.store.pipeline import CHUNK_DTYPE, chunk_bytes, chunk_file, file_id
 
 from conftest import SMALL, random_bytes
 
@@ -102,9 +102,21 @@ def test_file_id_layout_is_id_then_u64_length():
 
 def test_top_level_api_is_lazy_and_complete():
     assert engine.chunk_bytes is chunk_bytes
+    assert engine.file_id is file_id and engine.chunk_file is chunk_file
     assert engine.CdcParams is CdcParams
     with pytest.raises(AttributeError):
         engine.does_not_exist  # noqa: B018
+
+
+def test_engine_chunking_is_a_deprecated_alias():
+    import engine.chunking
+
+    for name in ("chunk_bytes", "chunk_file", "file_id", "default_workers", "split_block",
+                 "warm_up", "iter_chunks", "CHUNK_DTYPE"):
+        with pytest.warns(DeprecationWarning, match=f"import {name} from engine.store.pipeline"):
+            assert getattr(engine.chunking, name) is getattr(engine.store.pipeline, name)
+    with pytest.raises(AttributeError):
+        engine.chunking.nope  # noqa: B018
 
 
 # ---------------------------------------------------------------- bad input

@@ -8,6 +8,7 @@ import pytest
 
 import engine.data as D
 import engine.data.ingest as snap_mod
+import engine.store.pipeline as pipeline
 from engine.data import manifest as mf
 from engine.store import AmbiguousReference, Store, UnknownVersion
 
@@ -242,8 +243,8 @@ def test_racy_recent_files_are_not_cached(tree, store, monkeypatch):
 
 
 def test_file_modified_during_snapshot_is_reread(tree, store, monkeypatch):
-    monkeypatch.setattr(snap_mod, "READ_BLOCK", 100_000)
-    real_offer = snap_mod._ChunkSink.offer
+    monkeypatch.setattr(pipeline, "READ_BLOCK", 100_000)
+    real_offer = pipeline.ChunkSink.offer
     state = {"n": 0}
 
     def offer(self, ids, views):
@@ -253,7 +254,7 @@ def test_file_modified_during_snapshot_is_reread(tree, store, monkeypatch):
                 f.write(b"appended")
         return real_offer(self, ids, views)
 
-    monkeypatch.setattr(snap_mod._ChunkSink, "offer", offer)
+    monkeypatch.setattr(pipeline.ChunkSink, "offer", offer)
     v = D.snapshot(tree, "ds", store=store, workers=1)
     out = tree.parent / "o"
     D.checkout(v.ref, out, store=store)
@@ -262,14 +263,14 @@ def test_file_modified_during_snapshot_is_reread(tree, store, monkeypatch):
 
 
 def test_file_that_keeps_changing_is_an_error(tree, store, monkeypatch):
-    real_offer = snap_mod._ChunkSink.offer
+    real_offer = pipeline.ChunkSink.offer
 
     def offer(self, ids, views):
         with open(tree / "big.bin", "ab") as f:
             f.write(b"!")
         return real_offer(self, ids, views)
 
-    monkeypatch.setattr(snap_mod._ChunkSink, "offer", offer)
+    monkeypatch.setattr(pipeline.ChunkSink, "offer", offer)
     with pytest.raises(D.FileChangedError, match="kept changing"):
         D.snapshot(tree, "ds", store=store)
     assert Store(store).list_numbers("dataset", "ds") == []

@@ -29,6 +29,7 @@ import pytest
 import engine.data as D
 import engine.data.ingest as ingest
 import engine.store.pack as pack_mod
+import engine.store.pipeline as pipeline
 from engine.store import Store, StoreCorruption
 from engine.store.fs import LocalFS
 from engine.store.pack import CODEC_RAW, PackWriter, pack_key
@@ -715,7 +716,7 @@ def test_permission_denied_names_the_file(store_and_tree, tmp_path, monkeypatch)
         return os.open(path, flags, *args, **kw)
 
     with monkeypatch.context() as m:
-        m.setattr(ingest, "os", OsProxy(open=guarded_open))
+        m.setattr(pipeline, "os", OsProxy(open=guarded_open))
         with pytest.raises(PermissionError) as ei:
             D.snapshot(t, "ds", store=root)
     assert denied == [target]

@@ -1,13 +1,11 @@
 """``snapshot``: version a directory, a file, or an Arrow table into the store.
 
-Pipeline: the tree is walked (links recorded, never followed); files whose stat
-matches the stat cache are taken from it; the others go to a thread pool where
-each worker reads its file in blocks, chunks it (Cython, no GIL), hashes the
-chunks (BLAKE3, no GIL), skips chunks the store already has, compresses the rest
-where that pays and appends them to the current pack. A background thread
-fsyncs and publishes full packs while the next one fills. The version record is
-written last, with put-if-absent, after every pack it needs is durable: a crash
-at any point leaves the store as it was, plus garbage that ``gc`` removes.
+The tree is walked (links recorded, never followed); files whose stat matches the
+stat cache are taken from it; the others go through the store's chunk pipeline
+(:mod:`engine.store.pipeline`: read in blocks, cut, hash, dedup, compress, pack),
+one file per thread. The manifest goes through the same pipeline. The version
+record is written last, with put-if-absent, after every pack it needs is durable:
+a crash at any point leaves the store as it was, plus garbage that ``gc`` removes.
 """
 
 from __future__ import annotations
@@ -16,37 +14,31 @@ import contextlib
 import errno
 import os
 import stat
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-import blake3
 import numpy as np
 import pyarrow as pa
 
-from ..chunking import default_workers, file_id, split_block
-from ..kernels.cdc import Chunker
 from ..progress import Progress
 from ..store import Store
-from ..store.pack import compress
+from ..store.pipeline import (
+    ChunkSink,
+    FileChangedError,
+    FileChunks,
+    FileVanishedError,
+    file_workers,
+    read_file,
+    read_files,
+)
 from ..store.store import check_name, now_iso, who
 from . import manifest as mf
-from .statcache import StatCache, stat_key
+from .roots import record as record_roots
+from .statcache import StatCache
 from .version import KIND, Version, latest
 
-READ_BLOCK = 8 << 20
-BATCH_FILES = 64
-BATCH_BYTES = 16 << 20
-SMALL_JOB_BYTES = 16 << 20  # up to this much new data, store_tree works in the calling thread
-
-
-class FileChangedError(RuntimeError):
-    """A file kept changing while the snapshot read it."""
-
-
-class FileVanishedError(FileNotFoundError):
-    """A file listed by the walk was gone when the snapshot came to read it."""
+__all__ = ["FileChangedError", "FileVanishedError", "StoredTree", "open_store", "scan_source",
+           "snapshot", "store_bytes", "store_tree", "using_store"]
 
 
 @dataclass
@@ -127,111 +119,10 @@ def _walk(root: str, exclude: str | None) -> tuple[list[_Entry], list[str]]:
 # ---------------------------------------------------------------------- reading files
 
 
-class _ChunkSink:
-    """Deduplicates and stores new chunks; shared by the worker threads."""
-
-    def __init__(self, store: Store, writer):
-        self.store = store
-        self.writer = writer
-        self.pending: set[bytes] = set()
-        self.lock = threading.Lock()
-        self.new_bytes = 0
-
-    def offer(self, ids: list[bytes], views: list[memoryview]) -> None:
-        if not ids:
-            return
-        known = self.store.index.contains(ids)
-        for cid, view, have in zip(ids, views, known):
-            if have:
-                continue
-            with self.lock:
-                if cid in self.pending:
-                    continue
-                self.pending.add(cid)
-            codec, payload = compress(view)
-            self.writer.add(cid, len(view), codec, payload)
-            with self.lock:
-                self.new_bytes += len(view)
-
-
-_buffers = threading.local()
-
-
-def _read_buffer() -> memoryview:
-    """This thread's read buffer, allocated once: first-touching 8 MiB of fresh memory
-    per block cost more than reading it from the page cache."""
-    b = getattr(_buffers, "buf", None)
-    if b is None or len(b) != READ_BLOCK:
-        b = _buffers.buf = memoryview(bytearray(READ_BLOCK))
-    return b
-
-
-def _read_file(e: _Entry, store: Store, sink: _ChunkSink, tries: int = 3):
-    """Chunk, hash and store one file; returns (stat, file_id, chunks).
-
-    The file is stat-ed before and after it is read (through the descriptor and by
-    path); if its size, mtime or inode changed, it is read again, and after
-    ``tries`` attempts :class:`FileChangedError` is raised. A file is never
-    recorded with an id that does not match one consistent state of its bytes.
-    """
-    for _ in range(tries):
-        try:
-            fd = os.open(e.abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except FileNotFoundError:
-            raise FileVanishedError(f"file vanished during the snapshot: {e.abspath!r}") from None
-        except PermissionError:
-            raise PermissionError(f"cannot read {e.abspath!r}: permission denied") from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:  # replaced by a symlink since the walk
-                raise FileChangedError(f"{e.abspath!r} became a symlink during the snapshot") from None
-            raise
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            st0 = os.fstat(fd)
-            chunker = Chunker(store.params)
-            chunks: list[tuple[bytes, int]] = []
-            carry = b""  # bytes since the last cut, from earlier blocks
-            total = 0
-            buf = _read_buffer()
-            while True:
-                # Read no further than the size seen at open: a file that grows while
-                # it is read (a live log) must not keep this loop going; the stat
-                # check below sees the growth and reads it again.
-                want = min(READ_BLOCK, st0.st_size - total) if total < st0.st_size else 0
-                n = f.readinto(buf[:want]) if want else 0
-                mv = buf[:n]  # reused per thread: every view into it is consumed below
-                total += n
-                cuts = chunker.update(mv) if n else chunker.finish()
-                views, carry = split_block(carry, mv, chunker.offset - n, cuts)
-                ids = [blake3.blake3(v).digest() for v in views]
-                chunks += zip(ids, map(len, views))
-                sink.offer(ids, views)  # compresses and writes: done with the views
-                if not n:
-                    break
-            st1 = os.fstat(fd)
-        try:
-            st2 = os.stat(e.abspath, follow_symlinks=False)
-        except FileNotFoundError:
-            raise FileVanishedError(f"file vanished during the snapshot: {e.abspath!r}") from None
-        same = (stat_key(st0)[:2] == stat_key(st1)[:2] and st1.st_ino == st2.st_ino
-                and stat_key(st1)[:2] == stat_key(st2)[:2] and total == st1.st_size)
-        if same:
-            return st1, file_id(chunks), chunks
-    raise FileChangedError(
-        f"{e.abspath!r} kept changing while it was read ({tries} tries); "
-        "snapshot it when it is no longer being written"
-    )
-
-
-def _batches(entries: list[_Entry]):
-    batch, size = [], 0
-    for e in entries:
-        batch.append(e)
-        size += e.st.st_size
-        if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+def _read_file(e: _Entry, st: Store, sink) -> FileChunks:
+    """Read one file of the walk through the pipeline into ``sink`` (anything with
+    ``offer(ids, views)``; status and diff pass one that keeps nothing)."""
+    return read_file(e.abspath, sink, st.params)
 
 
 # ---------------------------------------------------------------------- snapshot
@@ -279,6 +170,7 @@ def snapshot(source, name: str, message: str | None = None, *, store=None,
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     with using_store(store, create=True) as st:
+        record_roots(st)  # before the first write: gc must know dataset versions live here
         if _is_table_like(source):
             return _snapshot_table(source, name, message, st)
         return _snapshot_path(source, name, message, st, progress, workers)
@@ -361,53 +253,23 @@ def store_tree(source, st: Store, label: str, progress=None, workers=None) -> St
     todo = [e for e in files if e.rel not in done]
 
     todo_bytes = sum(e.st.st_size for e in todo)
-    # A small job (one checkpoint file, a config) runs in this thread: one pack for its
-    # chunks and manifest, no thread start-up. Threads pay off from a few blocks up.
-    small = workers is None and todo_bytes <= SMALL_JOB_BYTES and len(todo) <= BATCH_FILES
-    writer = st.writer(parallel=not small)
-    sink = _ChunkSink(st, writer)
-    nworkers = 1 if small else workers or default_workers() + 1  # this thread coordinates
-    try:
-        cached_bytes = sum(e.st.st_size for e in files if e.rel in done)
-        with Progress(todo_bytes + cached_bytes, label, enabled=progress) as bar, \
-                ThreadPoolExecutor(nworkers, thread_name_prefix="mlops-snapshot") as pool:
+    cached_bytes = sum(e.st.st_size for e in files if e.rel in done)
+    # A small job (one checkpoint file, a config) runs in this thread, into one pack
+    # for its chunks and manifest; larger ones keep one pack per reading thread.
+    nworkers = file_workers(todo_bytes, len(todo), workers)
+    with ChunkSink(st, parallel=nworkers > 1) as sink:
+        with Progress(todo_bytes + cached_bytes, label, enabled=progress) as bar:
             # files the stat cache vouches for are done already: the bar counts the whole tree
             bar.advance(cached_bytes, files=len(done))
-            if small:
-                for e in todo:
-                    done[e.rel] = _read_file(e, st, sink)
-                    bar.advance(e.st.st_size, files=1)
-                todo = []
-
-            def run(batch):
-                return [(e, _read_file(e, st, sink)) for e in batch]
-
-            inflight = set()
-            for batch in _batches(todo):
-                inflight.add(pool.submit(run, batch))
-                if len(inflight) >= 2 * nworkers:
-                    finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-                    _collect(finished, done, bar)
-            while inflight:
-                finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-                _collect(finished, done, bar)
+            for e, fc in read_files(todo, lambda e: _read_file(e, st, sink),
+                                    size=lambda e: e.st.st_size, workers=nworkers):
+                done[e.rel] = fc
+                bar.advance(fc.stat.st_size, files=1)
         man = mf.build([_manifest_entry(e, done) for e in entries])
-        blob = st.put_blob(mf.to_bytes(man), writer, sink.pending, small_chunks=True)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    st.absorb(writer)
+        blob = sink.put_bytes(mf.to_bytes(man), small_chunks=True)
     cache.save([(e.rel, *done[e.rel]) for e in files], started_ns)
     return StoredTree(man, blob, mf.version_id(man), len(entries),
                       sum(e.st.st_size for e in files), src, skipped, sink.new_bytes)
-
-
-def _collect(finished, done, bar) -> None:
-    for fut in finished:
-        for e, (st1, fid, chunks) in fut.result():
-            done[e.rel] = (st1, fid, chunks)
-            bar.advance(st1.st_size, files=1)
 
 
 def _manifest_entry(e: _Entry, done: dict) -> dict:
@@ -449,20 +311,16 @@ def _snapshot_table(table, name, message, st: Store) -> Version:
 
 
 def store_bytes(data, filename: str, st: Store, mode: int = 0o644) -> tuple[pa.Table, dict]:
-    """Store ``data`` as a one-file tree named ``filename``; returns (manifest, manifest blob)."""
-    writer = st.writer()
-    try:
-        pending: set = set()
-        fblob = st.put_blob(data, writer, pending)
+    """Store ``data`` as a one-file tree named ``filename``; returns (manifest, manifest blob).
+
+    ``data`` is any C-contiguous buffer; its chunks and the manifest's go into one pack.
+    """
+    with ChunkSink(st) as sink:
+        fblob = sink.put_bytes(data)
         chunks = [(bytes.fromhex(c), n) for c, n in fblob["chunks"]]
-        entry = {"path": filename, "kind": "file", "mode": mode, "size": len(data),
+        entry = {"path": filename, "kind": "file", "mode": mode, "size": fblob["size"],
                  "mtime_ns": 0, "file_id": bytes.fromhex(fblob["id"]), "target": None,
                  "chunks": chunks}
         man = mf.build([entry])
-        blob = st.put_blob(mf.to_bytes(man), writer, pending, small_chunks=True)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    st.absorb(writer)
+        blob = sink.put_bytes(mf.to_bytes(man), small_chunks=True)
     return man, blob

@@ -8,9 +8,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..chunking import default_workers, file_id
 from ..progress import Progress
 from ..store import StoreCorruption
+from ..store.pipeline import default_workers, file_id
 from .ingest import using_store
 from .manifest import check_safe_path
 from .version import Version, resolve

@@ -13,9 +13,9 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..chunking import default_workers
 from ..progress import Progress
 from ..store import Store
+from ..store.pipeline import default_workers
 from . import ingest
 from .ingest import _manifest_entry, scan_source
 from .statcache import StatCache

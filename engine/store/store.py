@@ -20,11 +20,11 @@ from .pack import (
     ENTRY_DTYPE,
     PackWriter,
     ParallelPackWriter,
-    compress,
     decode_index,
     decompress,
     pack_key,
 )
+from .pipeline import ChunkSink
 
 FORMAT_VERSION = 1
 CONFIG_KEY = "config.json"
@@ -375,31 +375,16 @@ class Store:
             pass
 
     # ------------------------------------------------------------------ blobs
-    def put_blob(self, data: bytes, writer: PackWriter, pending: set | None = None,
+    def put_blob(self, data, writer: PackWriter, pending: set | None = None,
                  small_chunks: bool = False) -> dict:
         """Chunk, deduplicate and store ``data``; returns ``{"id", "size", "chunks"}``.
 
-        ``small_chunks`` uses the 4 KiB metadata chunk sizes (for manifests), so that a
-        manifest changed in a few rows adds a few KiB to the store.
+        The chunk pipeline (:class:`.pipeline.ChunkSink`) into ``writer``; ``pending``
+        holds the ids already added to it. ``small_chunks`` uses the 4 KiB metadata
+        chunk sizes (for manifests), so that a manifest changed in a few rows adds a
+        few KiB to the store.
         """
-        from .. import config
-        from ..chunking import chunk_bytes, file_id
-
-        meta = CdcParams(config.META_CHUNK_AVG_SIZE, config.META_CHUNK_MIN_SIZE,
-                         config.META_CHUNK_MAX_SIZE)
-        t = chunk_bytes(data, meta if small_chunks else self.params, output="numpy")
-        known = self.index.contains(t["id"]) if len(t) else np.zeros(0, bool)
-        for row, have in zip(t, known):
-            cid = bytes(row["id"])
-            if have or (pending is not None and cid in pending):
-                continue
-            raw = memoryview(data)[row["offset"]:row["offset"] + row["length"]]
-            codec, payload = compress(raw)
-            writer.add(cid, int(row["length"]), codec, payload)
-            if pending is not None:
-                pending.add(cid)
-        return {"id": file_id(t).hex(), "size": len(data),
-                "chunks": [[bytes(r["id"]).hex(), int(r["length"])] for r in t]}
+        return ChunkSink(self, writer, pending).put_bytes(data, small_chunks=small_chunks)
 
     def get_blob(self, blob: dict) -> bytes:
         parts = [self.read_chunk(bytes.fromhex(cid)) for cid, _ in blob["chunks"]]
