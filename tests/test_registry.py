@@ -12,7 +12,9 @@ import pytest
 
 from engine import config
 from engine.data import snapshot
+from engine.monitor.registry_hooks import load_profile
 from engine.registry import (
+    GateCheck,
     GateError,
     GateRejected,
     MalformedReference,
@@ -146,7 +148,7 @@ def test_profile_artifact_linked_to_dataset(reg, tmp_path):
     p = profile(pa.table({"x": np.arange(100.0)}))
     mv = reg.register("train-profile", p, inputs=[ds.ref])
     assert mv.kind == "profile" and mv.format == "profile"
-    assert reg.load_profile("train-profile")["x"].count == 100
+    assert load_profile(reg, "train-profile")["x"].count == 100
     assert reg.lineage("train-profile")["up"] == [("data:train-data:v1", "train-profile:v1")]
     dv = reg.register("train-data", ds)  # a dataset version as a registry artifact
     assert dv.kind == "dataset" and dv.id == ds.id
@@ -234,6 +236,57 @@ def test_promotion_gate_pass_reject_force(reg):
     n = len(reg.history())
     reg.promote("m:v1", "production", gate="val_loss<=")
     assert len(reg.history()) == n
+
+
+def test_promote_returns_what_the_commit_recorded(reg):
+    """promote() and set_alias() return a Promotion: the holder before, the gate's values and
+    its outcome, as compared in the commit; a ModelVersion's other attributes still read."""
+    reg.register("m", b"1", metrics={"val_loss": 0.5})
+    reg.register("m", b"2", metrics={"val_loss": 0.3})
+    reg.register("m", b"3", metrics={"val_loss": 0.4})
+    reg.register("m", b"4")
+    p = reg.promote("m:v1", "production", gate="val_loss<=")
+    assert (p.ref, p.previous, p.moved, p.forced, p.outcome) == ("m:v1", None, True, False, "no holder")
+    assert p.message == "m@production: unset -> v1 (gate val_loss<=: no holder to compare with)"
+    assert p.model.ref == "m:v1" and "production" in p.model.aliases
+    p = reg.promote("m:v2", "production", gate="val_loss<=")
+    assert p.outcome == "passed" and p.gate == GateCheck("val_loss", "<=", 0.3, 0.5, True)
+    assert p.message == "m@production: v1 -> v2 (gate val_loss<=: 0.3 vs 0.5)"
+    p = reg.promote("m:v3", "production", gate="val_loss<=", force=True)
+    assert (p.outcome, p.forced, p.gate.passed, p.previous) == ("forced", True, False, 2)
+    assert p.message == "m@production: v2 -> v3 (gate val_loss<=: 0.4 vs 0.3, FAILED) (FORCED)"
+    assert p.to_dict() == {"ref": "m:v3", "name": "m", "alias": "production", "version": 3,
+                           "previous": 2, "moved": True, "forced": True,
+                           "gate": {"metric": "val_loss", "op": "<=", "new": 0.4, "held": 0.3,
+                                    "passed": False}}
+    p = reg.promote("m:v3", "production", gate="val_loss<=")
+    assert (p.moved, p.outcome, p.previous, p.gate) == (False, "unchanged", 3, None)
+    assert p.message == "m:v3 already holds m@production; nothing to do"
+    reg.set_alias("m:v4", "production")  # a holder without the metric: only force moves it
+    p = reg.promote("m:v2", "production", gate="val_loss<=", force=True)
+    assert (p.outcome, p.gate.held, p.gate.passed) == ("forced", None, True)
+    assert p.message == "m@production: v4 -> v2 (gate val_loss<=: the holder v4 has no val_loss) (FORCED)"
+    p = reg.set_alias("m:v1", "staging")
+    assert (p.outcome, p.previous, p.gate, p.message) == ("moved", None, None, "m@staging: unset -> v1")
+    with pytest.deprecated_call(match="Promotion.id"):
+        assert p.id == reg.get("m:v1").id  # what promote() returned before: a ModelVersion
+
+
+def test_lineage_node_resolves_every_kind_of_reference(reg, tmp_path):
+    src = tmp_path / "d"
+    src.mkdir()
+    (src / "f.txt").write_text("x")
+    snapshot(src, name="ds", store=reg.store)
+    with reg.start_run("train") as run:
+        mv = run.log_model("m", b"w")
+    assert reg.lineage_node(mv) == reg.lineage_node("m@latest") == "m:v1"
+    assert reg.lineage_node("data:ds@latest") == reg.lineage_node("ds") == "data:ds:v1"
+    assert reg.lineage_node("run:" + run.id[:6]) == "run:" + run.id
+    with pytest.raises(UnknownReference, match="neither a registry artifact nor a dataset"):
+        reg.lineage_node("nope:v1")
+    with pytest.raises(ValueError, match="is a run, not a version"):
+        reg.register("n", b"x", inputs=["run:" + run.id])
+    assert reg.lineage("data:ds")["root"] == "data:ds:v1"
 
 
 def test_gate_errors(reg):
@@ -470,7 +523,7 @@ def test_newer_or_corrupt_commit_is_a_clear_error(tmp_path):
 def test_unknown_action_is_kept_in_the_audit_trail_only(tmp_path):
     r = Registry(str(tmp_path / "s"), index_path=":memory:")
     r.register("m", b"1")
-    r._commit(lambda: [{"op": "future_thing", "name": "m"}])
+    r.commit(lambda: [{"op": "future_thing", "name": "m"}])
     assert r.get("m").version == 1
     assert r.history(limit=1)[0]["summary"] == "future_thing"
 
@@ -520,7 +573,7 @@ def test_state_dict_and_profile_files_registered_by_path(reg, tmp_path):
     assert np.array_equal(reg.load_state_dict("m", framework="np")["w"], sd["w"])
     profile(pa.table({"x": [1.0, 2.0]})).save(str(tmp_path / "p.profile"))
     reg.register("p", str(tmp_path / "p.profile"), kind="profile")
-    assert reg.load_profile("p")["x"].count == 2
+    assert load_profile(reg, "p")["x"].count == 2
     reg.register("raw", b"not a state dict")
     from engine.registry import RegistryError
 

@@ -14,6 +14,7 @@ import pytest
 from engine.cli import main
 from engine.data import snapshot
 from engine.monitor import profile
+from engine.monitor.registry_hooks import load_profile
 from engine.registry import Registry
 from engine.registry.log import commit_key
 
@@ -169,7 +170,7 @@ def test_register_kinds_and_dataset_reference(cli, files):
     p = js(cli, "model", "register", "ref", str(files / "ref.profile"), "--kind", "profile")
     assert p["kind"] == "profile" and p["format"] == "profile"
     with Registry(cli.store) as reg:  # stored as a profile, not an opaque file
-        assert reg.load_profile("ref").n_rows == 200
+        assert load_profile(reg, "ref").n_rows == 200
     _, err = cli("model", "register", "ref", str(files / "m1.bin"), "--kind", "profile", code=2)
     assert "not an mlops-engine profile" in err
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from engine.cli import main
+from engine.monitor.registry_hooks import load_profile
 from engine.registry import InvalidContent, Registry, RegistryError, RunFinished, validators
 from engine.registry.run_query import sparkline
 
@@ -71,10 +72,10 @@ def test_profile_kind_refuses_content_that_is_not_a_profile(reg, tmp_path):
     assert sorted(os.listdir(os.path.join(reg.store.root, "packs"))) == packs
 
     mv = reg.register("p", _profile_bytes(), kind="profile")  # real profile bytes are fine
-    assert mv.format == "profile" and reg.load_profile("p").n_rows == 50
+    assert mv.format == "profile" and load_profile(reg, "p").n_rows == 50
     mv = reg.register("p", str(tmp_path / "dir" / "a.profile"), kind="profile")
     assert mv.format == "profile" and mv.content["file"] == "a.profile"
-    assert reg.load_profile("p:v2")["x"].count == 50
+    assert load_profile(reg, "p:v2")["x"].count == 50
 
 
 def test_bad_profile_does_not_create_the_store(tmp_path):
@@ -118,8 +119,65 @@ except InvalidContent as exc:
 def test_entry_point_is_declared():
     from importlib.metadata import entry_points
 
-    eps = {ep.name: ep.value for ep in entry_points(group=validators.ENTRY_POINT_GROUP)}
-    assert eps.get("profile") == "engine.monitor.registry_hooks:validate_profile"
+    eps = {ep.name: ep.value for ep in entry_points(group=validators.KINDS_GROUP)}
+    assert eps.get("profile") == "engine.monitor.registry_hooks:PROFILE"
+
+
+def test_load_profile_moved_up_to_the_monitor(reg):
+    """Registry.load_profile is a deprecated alias reaching the monitor through the kind
+    hooks; engine.monitor's load_profile refuses what is not a profile."""
+    from engine.monitor import profile
+
+    reg.register("p", profile({"x": np.arange(5.0)}))
+    with pytest.deprecated_call(match="engine.monitor.load_profile"):
+        assert reg.load_profile("p").n_rows == 5
+    reg.register("m", b"weights")
+    with pytest.raises(RegistryError, match="m:v1 is a 'bytes' artifact, not a profile"):
+        load_profile(reg, "m")
+
+
+def test_register_kind_hooks(reg, monkeypatch):
+    """A kind's hooks object: validate at registration, claims/dumps for register(obj),
+    load for reading back."""
+    from engine.registry.models import default_kind
+
+    monkeypatch.setattr(validators, "_HOOKS", {})
+    monkeypatch.setattr(validators, "_VALIDATORS", {})
+
+    class Blob:
+        def __init__(self, payload):
+            self.payload = payload
+
+        def to_bytes(self):
+            return b"BLOB" + self.payload
+
+    class BlobKind:
+        @staticmethod
+        def validate(data):
+            if not data.startswith(b"BLOB"):
+                raise ValueError("expected a blob")
+
+        @staticmethod
+        def claims(obj):
+            return isinstance(obj, Blob)
+
+        @staticmethod
+        def load(registry, ref):
+            return Blob(registry.read_bytes(ref)[4:])
+
+    validators.register_kind("checkpoint", BlobKind)
+    validators.register_kind("checkpoint", BlobKind)  # twice: still one
+    assert validators.kind_hooks("checkpoint") == [BlobKind]
+    assert validators.claiming_kind(Blob(b"x")) == ("checkpoint", BlobKind)
+    assert default_kind(Blob(b"x")) == "checkpoint" and default_kind(b"x") == "model"
+    with pytest.raises(InvalidContent, match="expected a blob"):
+        reg.register("b", b"junk", kind="checkpoint")
+    reg.register("b", Blob(b"x").to_bytes(), kind="checkpoint")
+    assert validators.kind_loader("checkpoint")(reg, "b").payload == b"x"
+    with pytest.raises(RegistryError, match="no loader found"):
+        validators.kind_loader("dataset")
+    with pytest.raises(TypeError, match="validate, claims or load"):
+        validators.register_kind("model", object())
 
 
 def test_register_validator_hook(reg, monkeypatch):
@@ -160,8 +218,8 @@ def test_state_dict_files_are_checked_at_registration(reg, tmp_path):
 
 
 def test_registry_package_adds_no_import_of_the_monitor():
-    """Layers: the registry sits below the monitor. The one import there is today
-    (Registry.load_profile, in reading.py) is left for issue 10; validation adds none."""
+    """Layers: the registry sits below the monitor and imports none of it (Registry.load_profile
+    reaches it through the kind hooks). tests/test_layers.py checks every layer."""
     import ast
 
     def monitor_import(node) -> bool:
@@ -180,7 +238,7 @@ def test_registry_package_adds_no_import_of_the_monitor():
             if monitor_import(node):
                 inside = [fn.name for fn in funcs if fn.lineno <= node.lineno <= fn.end_lineno]
                 found.add((f, inside[-1] if inside else "<module>"))
-    assert found == {("reading.py", "load_profile")}
+    assert found == set()
 
 
 # ---------------------------------------------------------------------- item 10: optimizers

@@ -1,14 +1,17 @@
-"""What the registry learns from the monitor: how to check that content is a profile.
+"""What the registry learns from the monitor: the ``profile`` kind.
 
 The registry sits below the monitor and never imports it, so it finds
-:func:`validate_profile` through the ``mlops_engine.validators`` entry point
-(declared in pyproject.toml) the first time a profile is registered. Importing this
-module registers it too, for a source tree used without installing it.
+:data:`PROFILE` (how to check, recognize and load a profile) through the
+``mlops_engine.kinds`` entry point declared in pyproject.toml, the first time it
+needs the ``profile`` kind. Importing this module registers it too, for a source
+tree used without installing it. :func:`load_profile` is the monitor's way to read
+a profile back from the registry.
 """
 
 from __future__ import annotations
 
-from ..registry.validators import register_validator
+from ..registry import RegistryError
+from ..registry.validators import register_kind
 from .profile_format import Profile
 
 
@@ -28,4 +31,45 @@ def validate_profile(data: bytes) -> None:
         raise ValueError(f"damaged mlops-engine profile: {exc!r}") from None
 
 
-register_validator("profile", validate_profile)
+def load_profile(registry, ref) -> Profile:
+    """The :class:`Profile` registered in ``registry`` as ``ref`` (a ``profile`` artifact).
+
+    Uses only the registry's public API; every chunk is verified as it is read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from engine.monitor import profile
+    >>> from engine.registry import Registry
+    >>> reg = Registry(tempfile.mkdtemp() + "/store", index_path=":memory:")
+    >>> _ = reg.register("ref", profile({"x": [1.0, 2.0, 3.0]}))
+    >>> load_profile(reg, "ref").n_rows
+    3
+    """
+    mv = registry.get(ref)
+    if mv.format != "profile" and not (mv.kind == "profile" and mv.content.get("file")):
+        raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a profile")
+    return Profile.from_bytes(registry.read_bytes(mv))
+
+
+class ProfileKind:
+    """The hooks of the ``profile`` kind (see :mod:`engine.registry.validators`)."""
+
+    validate = staticmethod(validate_profile)
+    load = staticmethod(load_profile)
+    filename = "profile.arrow"
+
+    @staticmethod
+    def claims(obj) -> bool:
+        """``obj`` is a monitor Profile."""
+        return isinstance(obj, Profile)
+
+    @staticmethod
+    def dumps(obj: Profile) -> bytes:
+        return obj.to_bytes()
+
+
+#: The object the ``mlops_engine.kinds`` entry point ``profile`` names.
+PROFILE = ProfileKind()
+
+register_kind("profile", PROFILE)

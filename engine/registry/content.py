@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from ..store import Store
 from . import tensors, validators
 from .errors import InvalidContent, RegistryCorruption
-from .models import is_profile
 
 
 @dataclass
@@ -51,9 +50,27 @@ def _check_filename(filename, default: str) -> str:
     return filename
 
 
+def _claimed(obj, filename) -> Content | None:
+    """The content of an object that a kind's hooks claim (a monitor ``Profile``), else None.
+
+    The layer that owns such objects serializes them (:mod:`.validators`); only objects
+    with a ``to_bytes()`` method are asked about, so bytes, files and state dicts load no
+    hooks.
+    """
+    if not callable(getattr(obj, "to_bytes", None)):
+        return None
+    found = validators.claiming_kind(obj)
+    if found is None:
+        return None
+    kind, hooks = found
+    default = getattr(hooks, "filename", f"{kind}.bin")
+    return Content(kind, hooks.dumps(obj), _check_filename(filename, default))
+
+
 def _profile(obj, name: str, filename) -> Content:
-    if is_profile(obj):
-        return Content("profile", obj.to_bytes(), _check_filename(filename, "profile.arrow"))
+    claimed = _claimed(obj, filename)
+    if claimed is not None and claimed.format == "profile":
+        return claimed
     if isinstance(obj, (bytes, bytearray, memoryview)):
         validators.check("profile", obj, "the bytes given", name)
         return Content("profile", bytes(obj), _check_filename(filename, "profile.arrow"))
@@ -101,8 +118,9 @@ def prepare(obj, kind: str, name: str, filename) -> Content:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         validators.check(kind, obj, "the bytes given", name)
         return Content("bytes", obj, _check_filename(filename, "data.bin"))
-    if is_profile(obj):
-        return Content("profile", obj.to_bytes(), _check_filename(filename, "profile.arrow"))
+    claimed = _claimed(obj, filename)
+    if claimed is not None:
+        return claimed
     mod = type(obj).__module__ or ""
     if mod.startswith("torch") and hasattr(obj, "state_dict") and callable(obj.state_dict):
         obj = obj.state_dict()  # an nn.Module: its weights

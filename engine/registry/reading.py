@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 from .errors import RegistryError
-from .models import ModelVersion, _single_file
+from .models import ModelVersion, single_file
 
 FRAMEWORKS = (None, "pt", "np")
 
@@ -32,7 +33,7 @@ class RegistryReads:
     def read_bytes(self, ref) -> bytes:
         """The bytes of a one-file artifact (verified)."""
         mv = self.get(ref)
-        return _single_file(self.store, self._manifest(mv), mv.ref)[1]
+        return single_file(self.store, self._manifest(mv), mv.ref)[1]
 
     def load_state_dict(self, ref, framework: str | None = None):
         """A state dict registered with ``register(name, state_dict)``: torch tensors
@@ -55,16 +56,21 @@ class RegistryReads:
         if fmt == "torch" and framework == "np":
             raise ValueError(f"{mv.ref} was saved with torch.save (an optimizer's or a nested "
                              "state dict) and loads as torch only; pass framework=None or 'pt'")
-        data = _single_file(self.store, self._manifest(mv), mv.ref)[1]
+        data = single_file(self.store, self._manifest(mv), mv.ref)[1]
         if fmt == "torch":
             return tensors.torch_loads(data)
         return tensors.loads(data, framework, mv.ref)
 
     def load_profile(self, ref):
-        """A monitor ``Profile`` registered as a ``profile`` artifact."""
-        from ..monitor import Profile
+        """Deprecated: use ``engine.monitor.load_profile(registry, ref)``.
 
-        mv = self.get(ref)
-        if mv.format != "profile" and not (mv.kind == "profile" and mv.content.get("file")):
-            raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a profile")
-        return Profile.from_bytes(_single_file(self.store, self._manifest(mv), mv.ref)[1])
+        The registry does not know profiles (the monitor, a layer above it, does): this
+        reaches the loader the monitor declares for the ``profile`` kind
+        (:func:`~engine.registry.validators.kind_loader`), without importing it.
+        """
+        from .validators import kind_loader
+
+        warnings.warn("Registry.load_profile is deprecated; use "
+                      "engine.monitor.load_profile(registry, ref)", DeprecationWarning,
+                      stacklevel=2)
+        return kind_loader("profile")(self, ref)

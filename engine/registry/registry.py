@@ -12,24 +12,26 @@ from .. import config
 from ..store import AmbiguousReference, Store
 from ..store.fs import open_fs
 from ..store.store import check_name, now_iso
-from .errors import GateError, GateRejected, RegistryError, UnknownReference
+from .aliases import RegistryAliases
+from .errors import RegistryError, UnknownReference
 from .index import Index, node
 from .log import CommitLog
 from .models import (
-    _VCOLS,
+    VERSION_COLUMNS,
     ModelVersion,
-    _check_metrics,
-    _default_kind,
-    _json_dict,
-    _version_from_row,
+    check_metrics,
+    default_kind,
+    json_dict,
+    version_from_row,
 )
 from .reading import RegistryReads
-from .refs import KINDS, check_alias, gate_passes, parse_gate, parse_ref
+from .refs import KINDS, check_alias, parse_ref
+from .roots import record as record_root
 from .runs import Run, git_info, new_run_id, world_info
 from .views import RegistryViews
 
 
-class Registry(RegistryReads, RegistryViews):
+class Registry(RegistryReads, RegistryViews, RegistryAliases):
     """The artifact and model registry of a store.
 
     Parameters
@@ -130,13 +132,25 @@ class Registry(RegistryReads, RegistryViews):
         """Catch the index up with the log; returns the head commit number."""
         return self.index.refresh()
 
-    def _commit(self, build, max_tries: int = 10_000) -> dict | None:
+    def commit(self, build, max_tries: int = 10_000) -> dict | None:
         """Commit ``build()``'s actions as ``head + 1``, re-reading and rebuilding on a lost race.
 
+        The low-level write every registry operation goes through (public for the
+        registry's own modules and for extensions; prefer the methods above it).
         ``build`` runs against the index at ``head``, so whatever it checks (the next
         version number, an alias holder, a gate) is checked against the true state
-        the commit follows: compare-and-set. It may return no actions (nothing to do).
+        the commit follows: compare-and-set. It returns a list of action dicts
+        (docs/formats.md), or none when there is nothing to do; then nothing is
+        committed and None is returned. Returns the commit (``seq``, ``actions``, ...).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> reg = Registry(tempfile.mkdtemp() + "/store", index_path=":memory:")
+        >>> reg.commit(lambda: []) is None
+        True
         """
+        record_root(self.store)  # before the first commit: gc must ask the registry from now on
         with self.index.lock:
             for _ in range(max_tries):
                 head = self.index.refresh()
@@ -198,11 +212,13 @@ class Registry(RegistryReads, RegistryViews):
             return "; the registry is empty"
         return f"; it has {len(names)} artifact{'s' * (len(names) != 1)}"
 
-    def _kind_of(self, name: str) -> str | None:
+    def kind_of(self, name: str) -> str | None:
+        """The kind of artifact ``name`` (``model``, ``dataset``, ...), or None if there is none."""
         row = self.index.one("SELECT kind FROM artifacts WHERE name=?", (name,))
         return row[0] if row else None
 
-    def _aliases_of(self, mv: ModelVersion) -> list[str]:
+    def aliases_of(self, mv: ModelVersion) -> list[str]:
+        """The aliases naming ``mv`` (``latest`` last, if it is the newest live version)."""
         out = [r[0] for r in self.index.query(
             "SELECT alias FROM aliases WHERE name=? AND version=? ORDER BY alias", (mv.name, mv.version))]
         latest = self.index.one("SELECT MAX(version) FROM versions WHERE name=? AND deleted=0",
@@ -216,7 +232,7 @@ class Registry(RegistryReads, RegistryViews):
         r = parse_ref(ref)
         if refresh:
             self.index.refresh()
-        q = f"SELECT {_VCOLS} FROM versions WHERE name=? AND "
+        q = f"SELECT {VERSION_COLUMNS} FROM versions WHERE name=? AND "
         if r.alias is None and r.version is None and r.id_prefix is None or r.alias == "latest":
             rows = self.index.query(q + "deleted=0 ORDER BY version DESC LIMIT 1", (r.name,))
         elif r.alias is not None:
@@ -233,14 +249,14 @@ class Registry(RegistryReads, RegistryViews):
                                          "give more digits")
         if not rows:
             raise self._unknown(r, ref)
-        mv = _version_from_row(rows[0])
+        mv = version_from_row(rows[0])
         if mv.deleted:
             raise UnknownReference(f"{mv.ref} was deleted (registry gc); its commit log entry remains")
-        mv.aliases = self._aliases_of(mv)
+        mv.aliases = self.aliases_of(mv)
         return mv
 
     def _unknown(self, r, ref) -> UnknownReference:
-        if self._kind_of(r.name) is None:
+        if self.kind_of(r.name) is None:
             return UnknownReference(f"no artifact named {r.name!r} in the registry at "
                                     f"{self.store.root}{self._names_hint(r.name)}")
         if r.alias is not None:
@@ -258,15 +274,15 @@ class Registry(RegistryReads, RegistryViews):
         """Every version of ``name``, oldest first (each with its number ``.version``)."""
         check_name(name)
         self.index.refresh()
-        rows = self.index.query(f"SELECT {_VCOLS} FROM versions WHERE name=? "
+        rows = self.index.query(f"SELECT {VERSION_COLUMNS} FROM versions WHERE name=? "
                                 + ("" if include_deleted else "AND deleted=0 ") + "ORDER BY version",
                                 (name,))
-        if not rows and self._kind_of(name) is None:
+        if not rows and self.kind_of(name) is None:
             raise UnknownReference(f"no artifact named {name!r} in the registry at "
                                    f"{self.store.root}{self._names_hint(name)}")
-        out = [_version_from_row(r) for r in rows]
+        out = [version_from_row(r) for r in rows]
         for mv in out:
-            mv.aliases = self._aliases_of(mv)
+            mv.aliases = self.aliases_of(mv)
         return out
 
     def artifacts(self, kind: str | None = None) -> list[dict]:
@@ -306,25 +322,26 @@ class Registry(RegistryReads, RegistryViews):
         from .content import prepare, store_content
 
         check_name(name)
-        kind = kind or _default_kind(obj)
+        kind = kind or default_kind(obj)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        metrics = _check_metrics(metrics)
-        params = _json_dict(params, "params")
-        tags = {str(k): str(v) for k, v in _json_dict(tags, "tags").items()}
+        metrics = check_metrics(metrics)
+        params = json_dict(params, "params")
+        tags = {str(k): str(v) for k, v in json_dict(tags, "tags").items()}
         alias_list = [check_alias(a) for a in ([aliases] if isinstance(aliases, str) else aliases or [])]
         if run is not None:
-            run._check_running()
+            run.check_running()
         prepared = prepare(obj, kind, name, filename)  # refused content leaves no trace
         self._open(self._create)
-        in_nodes = [self._input_node(i) for i in ([inputs] if isinstance(inputs, str) else inputs or [])]
-        existing = self._kind_of(name)
+        in_nodes = self.input_nodes(inputs)
+        existing = self.kind_of(name)
         if existing is not None and existing != kind:
             raise ValueError(f"{name!r} is a {existing} artifact; cannot register a {kind} under it")
+        record_root(self.store)  # before its content is stored: gc keeps it from now on
         c = store_content(self.store, prepared, progress)
 
         def build():
-            k = self._kind_of(name)
+            k = self.kind_of(name)
             if k is not None and k != kind:
                 raise ValueError(f"{name!r} is a {k} artifact; cannot register a {kind} under it")
             n = (self.index.one("SELECT MAX(version) FROM versions WHERE name=?", (name,))[0] or 0) + 1
@@ -339,98 +356,72 @@ class Registry(RegistryReads, RegistryViews):
                              "previous": prev[0] if prev else None})
             return acts
 
-        body = self._commit(build)
+        body = self.commit(build)
         return self.get(f"{name}:v{body['actions'][0]['version']}", refresh=False)
 
-    def _input_node(self, ref) -> str:
+    # ------------------------------------------------------------------ lineage nodes
+    def lineage_node(self, ref) -> str:
+        """The node of the lineage graph that ``ref`` names.
+
+        ``name:vN`` for a registry version (a ModelVersion, or any registry reference),
+        ``data:name:vN`` for a dataset version (an ``engine.data`` Version, or
+        ``data:`` followed by any dataset reference: ``data:imagenet@latest``), and
+        ``run:<id>`` for a run (``run:`` and its id or a unique prefix of it). A plain
+        reference that names no registry artifact is tried as a dataset reference.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> reg = Registry(tempfile.mkdtemp() + "/store", index_path=":memory:")
+        >>> reg.lineage_node(reg.register("clf", b"weights"))
+        'clf:v1'
+        >>> reg.lineage_node("clf@latest")
+        'clf:v1'
+        """
         from ..data.version import Version as DataVersion
+        from ..data.version import resolve as resolve_dataset
+        from ..store import UnknownVersion
 
         if isinstance(ref, ModelVersion):
             return node(ref.name, ref.version)
         if isinstance(ref, DataVersion):
             return f"data:{ref.name}:v{ref.number}"
-        r = parse_ref(ref)
         self.index.refresh()
-        if self._kind_of(r.name) is not None:
+        if isinstance(ref, str) and ref.startswith(("run:", "data:")):
+            try:
+                if ref.startswith("run:"):
+                    return "run:" + self.get_run(ref[4:])["run_id"]
+                dv = resolve_dataset(self.store, ref[5:])
+                return f"data:{dv.name}:v{dv.number}"
+            except (UnknownReference, UnknownVersion, ValueError):
+                if self.kind_of(ref.partition(":")[0]) is None:  # nor an artifact named so
+                    raise
+        r = parse_ref(ref)
+        if self.kind_of(r.name) is not None:
             mv = self.get(ref, refresh=False)
             return node(mv.name, mv.version)
-        from ..data.version import resolve
-        from ..store import UnknownVersion
-
         try:
-            dv = resolve(self.store, ref)
+            dv = resolve_dataset(self.store, ref)
         except UnknownVersion:
-            raise UnknownReference(f"input {ref!r} is neither a registry artifact nor a dataset "
+            raise UnknownReference(f"{ref!r} is neither a registry artifact nor a dataset "
                                    f"version in {self.store.root}") from None
         return f"data:{dv.name}:v{dv.number}"
 
-    # ------------------------------------------------------------------ aliases and gates
-    def set_alias(self, ref, alias: str) -> ModelVersion:
-        """Point ``alias`` of the artifact at the version ``ref`` names (unconditionally)."""
-        return self._move(ref, alias, None, False, "alias")
+    def input_nodes(self, inputs) -> list[str]:
+        """The lineage nodes of ``inputs`` (one reference or a list): versions, not runs."""
+        out = []
+        for ref in ([inputs] if isinstance(inputs, str) else inputs or []):
+            n = self.lineage_node(ref)
+            if n.startswith("run:"):
+                raise ValueError(f"input {ref!r} is a run, not a version; link a version to "
+                                 "the run that made it with run=... (run.log_model)")
+            out.append(n)
+        return out
 
-    def remove_alias(self, name: str, alias: str) -> None:
-        check_alias(alias)
-
-        def build():
-            prev = self.index.one("SELECT version FROM aliases WHERE name=? AND alias=?", (name, alias))
-            if prev is None:
-                raise UnknownReference(f"{name!r} has no alias {alias!r}")
-            return [{"op": "alias", "name": name, "alias": alias, "version": None, "previous": prev[0]}]
-
-        self._commit(build)
-
-    def promote(self, ref, alias: str, gate=None, *, force: bool = False) -> ModelVersion:
-        """Move ``alias`` to ``ref`` if it passes ``gate`` against the current holder.
-
-        ``gate="val_loss<="`` moves the alias only if the new version's ``val_loss`` is
-        <= the holder's (``<``, ``>=``, ``>`` likewise). A version's metric is the one
-        given at registration, else the last value its run logged. The check and the
-        move are one compare-and-set commit: a concurrent move makes it re-check
-        against the new holder. ``force=True`` moves regardless; when that overrides a
-        failed (or unevaluable) gate, the commit records ``forced`` and the log says so.
-        Raises :class:`GateRejected` if the gate fails.
-        """
-        return self._move(ref, alias, gate, force, "promote")
-
-    def _move(self, ref, alias, gate, force, how) -> ModelVersion:
-        check_alias(alias)
-        gate = parse_gate(gate) if gate is not None else None
-        mv = self.get(ref)
-
-        def build():
-            held = self.index.one("SELECT version FROM aliases WHERE name=? AND alias=?",
-                                  (mv.name, alias))
-            held = held[0] if held else None
-            if held == mv.version:
-                return []
-            act = {"op": "alias", "name": mv.name, "alias": alias, "version": mv.version,
-                   "previous": held, "how": how}
-            if gate is not None:
-                key, op = gate
-                new = self.metric_of(mv, key)
-                if new is None:
-                    raise GateError(f"gate {key}{op}: {mv.ref} has no metric {key!r} "
-                                    f"(it has: {', '.join(sorted(self._metrics(mv))) or 'none'})")
-                holder = self.get(f"{mv.name}:v{held}", refresh=False) if held else None
-                old = self.metric_of(holder, key) if holder else None
-                act["gate"] = {"metric": key, "op": op, "new": new, "held": old}
-                if holder is not None and old is None:
-                    if not force:
-                        raise GateError(f"gate {key}{op}: the holder of {alias!r}, {holder.ref}, "
-                                        f"has no metric {key!r}; pass force=True to move anyway")
-                    act["forced"] = True  # the gate could not be evaluated: an override
-                elif old is not None and not gate_passes(new, op, old):
-                    if not force:
-                        raise GateRejected(f"{mv.ref} not promoted to {alias!r}: {key} {new} is "
-                                           f"not {op} {old} of the holder {holder.ref}")
-                    act["forced"] = True  # the gate failed and was overridden
-            return [act]
-
-        self._commit(build)
-        return self.get(mv.ref, refresh=False)
-
-    def _metrics(self, mv: ModelVersion) -> dict:
+    # ------------------------------------------------------------------ metrics
+    def metrics_of(self, mv: ModelVersion) -> dict:
+        """Every metric of a version: its run's last logged values, overridden by the
+        metrics given at registration."""
         out = {}
         if mv.run_id:
             row = self.index.one("SELECT metrics FROM runs WHERE run_id=?", (mv.run_id,))
@@ -441,7 +432,7 @@ class Registry(RegistryReads, RegistryViews):
 
     def metric_of(self, mv: ModelVersion, key: str) -> float | None:
         """``key`` of a version: its registered metric, else its run's last logged value."""
-        v = self._metrics(mv).get(key)
+        v = self.metrics_of(mv).get(key)
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
     def tag(self, ref, **tags) -> None:
@@ -451,12 +442,12 @@ class Registry(RegistryReads, RegistryViews):
             try:
                 target, on = "run:" + self.get_run(ref[4:])["run_id"], "run"
             except (UnknownReference, ValueError):
-                if self._kind_of("run") is None:  # no artifact named "run" either
+                if self.kind_of("run") is None:  # no artifact named "run" either
                     raise
         if target is None:
             target = self.get(ref).ref
         tags = {str(k): str(v) for k, v in tags.items()}
-        self._commit(lambda: [{"op": "tag", "target": target, "on": on, "tags": tags}])
+        self.commit(lambda: [{"op": "tag", "target": target, "on": on, "tags": tags}])
 
     # ------------------------------------------------------------------ runs
     def start_run(self, name: str, *, params: dict | None = None, tags: dict | None = None,
@@ -465,21 +456,16 @@ class Registry(RegistryReads, RegistryViews):
         host, user, world size, rank and Slurm job id."""
         check_name(name, "run name")
         self._open(self._create)
-        params = _json_dict(params, "params")
-        tags = {str(k): str(v) for k, v in _json_dict(tags, "tags").items()}
-        in_nodes = [self._input_node(i) for i in ([inputs] if isinstance(inputs, str) else inputs or [])]
-        commit, dirty = git_info()
+        params = json_dict(params, "params")
+        tags = {str(k): str(v) for k, v in json_dict(tags, "tags").items()}
+        in_nodes = self.input_nodes(inputs)
+        git_commit, dirty = git_info()
         world = world_info()
         run_id = new_run_id()
         info = {"cwd": os.getcwd(), "argv": list(sys.argv), "python": sys.version.split()[0],
                 "rank": world["rank"]}
-        self._commit(lambda: [{"op": "run_start", "run_id": run_id, "name": name, "start": now_iso(),
-                               "params": params, "tags": tags, "git_commit": commit,
-                               "git_dirty": dirty, "world_size": world["world_size"], "info": info,
-                               "inputs": in_nodes}])
+        self.commit(lambda: [{"op": "run_start", "run_id": run_id, "name": name, "start": now_iso(),
+                              "params": params, "tags": tags, "git_commit": git_commit,
+                              "git_dirty": dirty, "world_size": world["world_size"], "info": info,
+                              "inputs": in_nodes}])
         return Run(self, name, run_id, params, world["rank"])
-
-    def _log_run_input(self, run: Run, ref) -> str:
-        n = self._input_node(ref)
-        self._commit(lambda: [{"op": "run_input", "run_id": run.id, "node": n}])
-        return n

@@ -22,6 +22,7 @@ import pyarrow as pa
 from ..env import current as current_env
 from ..store.store import now_iso
 from .errors import RunFinished
+from .models import json_value
 
 FLUSH_POINTS = 100_000
 FLUSH_SECONDS = 30.0
@@ -60,19 +61,6 @@ def _check_key(key, what: str) -> str:
     return key
 
 
-def _json_value(value, what: str):
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # NumPy / torch scalars
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v, what) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_value(v, what) for k, v in value.items()}
-    raise TypeError(f"{what} must be JSON-like (None, bool, number, string, list, dict), "
-                    f"got {type(value).__name__}")
-
-
 class Run:
     """A training run; use as a context manager (``with reg.start_run(...) as run``).
 
@@ -103,15 +91,18 @@ class Run:
         return f"Run({self.name!r}, id={self.id!r}, status={self.status})"
 
     # ------------------------------------------------------------------ logging
-    def _check_running(self) -> None:
-        # An ended run's summary is committed: what comes after would be lost, so refuse it.
+    def check_running(self) -> None:
+        """Raise :class:`~engine.registry.RunFinished` if the run has ended.
+
+        An ended run's summary is committed: what comes after would be lost, so it is refused.
+        """
         if self.status != "RUNNING":
             raise RunFinished(f"run {self.id} ({self.name}) is {self.status}: nothing more can "
                               "be logged to it; start a new run (Registry.start_run)")
 
     def log_metric(self, key: str, value, step: int | None = None) -> None:
         """Append one point of metric ``key`` (``step`` defaults to the key's next step)."""
-        self._check_running()
+        self.check_running()
         if key not in self._summary:
             _check_key(key, "metric key")
         try:
@@ -143,28 +134,30 @@ class Run:
             self.flush()
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        self._check_running()
+        self.check_running()
         for k, v in metrics.items():
             self.log_metric(k, v, step)
 
     def log_param(self, key: str, value) -> None:
-        self._check_running()
-        self._new_params[_check_key(key, "param key")] = _json_value(value, f"param {key!r}")
+        self.check_running()
+        self._new_params[_check_key(key, "param key")] = json_value(value, f"param {key!r}")
         self.params[key] = self._new_params[key]
 
     def log_params(self, params: dict) -> None:
-        self._check_running()
+        self.check_running()
         for k, v in params.items():
             self.log_param(k, v)
 
     def set_tag(self, key: str, value) -> None:
-        self._check_running()
+        self.check_running()
         self._tags[_check_key(key, "tag key")] = str(value)
 
     def log_input(self, ref) -> str:
         """Record a dataset version or registry version this run reads; returns its node."""
-        self._check_running()
-        return self.registry._log_run_input(self, ref)
+        self.check_running()
+        n = self.registry.lineage_node(ref)
+        self.registry.commit(lambda: [{"op": "run_input", "run_id": self.id, "node": n}])
+        return n
 
     def log_model(self, name: str, obj, kind: str = "model", **kw):
         """Register ``obj`` (path, bytes, state dict, ...) as an output version of this run."""
@@ -204,7 +197,7 @@ class Run:
         if self.status != "RUNNING":
             return
         self.flush()
-        self.registry._commit(lambda: [{
+        self.registry.commit(lambda: [{
             "op": "run_end", "run_id": self.id, "status": status, "end": now_iso(),
             "params": self._new_params, "tags": self._tags, "metrics": self.summary()}])
         self.status = status

@@ -113,14 +113,14 @@ def compare(reg, ref_a, ref_b) -> dict:
     return {"a": a.ref, "b": b.ref, "same_content": a.id == b.id,
             "ids": (a.id, b.id), "runs": (a.run_id, b.run_id),
             "params": side(params(a), params(b)),
-            "metrics": side(reg._metrics(a), reg._metrics(b)),
+            "metrics": side(reg.metrics_of(a), reg.metrics_of(b)),
             "inputs": (lineage(reg, a.ref, 2)["up"], lineage(reg, b.ref, 2)["up"])}
 
 
 def search(reg, name, kind, tag, metric, alias) -> list:
     """Versions matching every filter: ``name`` (glob), ``kind``, ``tag`` (``"k=v"``, ``"k"``
     or a dict), ``metric`` (``"val_loss<0.3"``), ``alias``."""
-    from .models import _VCOLS, _version_from_row
+    from .models import VERSION_COLUMNS, version_from_row
 
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -137,13 +137,13 @@ def search(reg, name, kind, tag, metric, alias) -> list:
     tags = tag if isinstance(tag, dict) else dict([tag.split("=", 1)] if "=" in tag else [(tag, None)]) \
         if isinstance(tag, str) else {}
     reg.index.refresh()
-    q, args = f"SELECT {_VCOLS} FROM versions WHERE deleted=0", []
+    q, args = f"SELECT {VERSION_COLUMNS} FROM versions WHERE deleted=0", []
     if kind:
         q += " AND kind=?"
         args.append(kind)
     out = []
     for row in reg.index.query(q + " ORDER BY name, version", args):
-        mv = _version_from_row(row)
+        mv = version_from_row(row)
         if name is not None and not fnmatch.fnmatchcase(mv.name, name):
             continue
         if any(k not in mv.tags or (v is not None and mv.tags[k] != str(v)) for k, v in tags.items()):
@@ -155,7 +155,7 @@ def search(reg, name, kind, tag, metric, alias) -> list:
                    "==": v == cond[2], "!=": v is not None and v != cond[2]}
             if not ops[cond[1]]:
                 continue
-        mv.aliases = reg._aliases_of(mv)
+        mv.aliases = reg.aliases_of(mv)
         if alias is not None and alias not in mv.aliases:
             continue
         out.append(mv)
@@ -166,12 +166,12 @@ def lineage(reg, ref, depth: int | None = None) -> dict:
     """Walk the graph from ``ref``: ``up`` (what it came from) and ``down`` (what came from it).
 
     Nodes are ``name:vN`` (registry versions), ``data:name:vN`` (dataset versions)
-    and ``run:<id>``. Returns ``{"root", "up": [(src, dst), ...], "down": [...], "runs"}``.
+    and ``run:<id>``; ``ref`` is any reference :meth:`Registry.lineage_node` takes
+    (``data:imagenet@latest``, ``run:<id prefix>``). Returns ``{"root", "up": [(src,
+    dst), ...], "down": [...], "runs"}``.
     """
     if isinstance(ref, str) and ref.startswith(("run:", "data:")):
-        root = ref
-        if ref.startswith("run:"):
-            root = "run:" + run_record(reg, ref[4:])["run_id"]
+        root = reg.lineage_node(ref)
     else:
         mv = reg.get(ref)
         root = node(mv.name, mv.version)
@@ -221,7 +221,9 @@ def history(reg, name, limit) -> list[dict]:
 def gc(reg, keep_last, keep_aliased, dry_run, grace) -> dict:
     """Delete old unaliased versions (keeping the newest ``keep_last`` per name), then the
     store's chunks that no version (dataset or registry) references any more."""
-    from ..data.maint import _gc as store_gc
+    from ..store.gc import check_options, collect
+    from ..store.roots import load_providers
+    from .roots import NAME as ROOTS_NAME
 
     if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int)
                                   or keep_last < 1):
@@ -244,25 +246,25 @@ def gc(reg, keep_last, keep_aliased, dry_run, grace) -> dict:
                                  "reason": f"gc keep_last={keep_last}"})
         return [] if dry_run else acts
 
+    check_options(grace)
     reg.refresh()
-    reg._commit(build)
-    rep = store_gc(reg.store, None, None, grace, 0.5, dry_run)
+    providers = load_providers(reg.store)  # refuse before any version is deleted
+    reg.commit(build)
+    rep = collect(reg.store, grace=grace, dry_run=dry_run, providers=providers,
+                  ignore={ROOTS_NAME: set(doomed)})
     return {"versions_deleted": list(doomed), "dry_run": dry_run, "store": rep.to_dict()}
 
 
 def live_manifest_blobs(store) -> list[tuple[str, dict]]:
-    """(ref, manifest blob) of every live registry version: the store's gc keeps their chunks."""
-    from .registry import Registry
+    """Deprecated: use :func:`engine.registry.roots.live_versions` (the store's gc finds the
+    registry's live content through its root provider, :mod:`engine.registry.roots`)."""
+    import warnings
 
-    if not store.fs.list("registry/log"):
-        return []
-    reg = Registry(store)
-    try:
-        reg.refresh()
-        return [(f"{n}:v{v}", json.loads(c)["manifest"]) for n, v, c in reg.index.query(
-            "SELECT name, version, content FROM versions WHERE deleted=0")]
-    finally:
-        reg.index.close()
+    from .roots import live_versions
+
+    warnings.warn("engine.registry.views.live_manifest_blobs is deprecated; use "
+                  "engine.registry.roots.live_versions", DeprecationWarning, stacklevel=2)
+    return live_versions(store)
 
 
 def verify(reg, content: bool = True) -> dict:

@@ -1,4 +1,9 @@
-"""Content-addressed chunk store over local paths and ``pyarrow.fs`` (see docs/formats.md)."""
+"""Content-addressed chunk store over local paths and ``pyarrow.fs`` (see docs/formats.md).
+
+The store also owns its maintenance: :func:`collect` (gc, :mod:`.gc`) and
+:func:`verify_store` (:mod:`.verify`), told what is live by the root providers of
+the layers above (:mod:`.roots`).
+"""
 
 from .errors import (
     AmbiguousReference,
@@ -8,18 +13,37 @@ from .errors import (
     UnknownVersion,
 )
 from .pack import CODEC_NAMES, PackWriter, compress, decompress
+from .roots import RootProviderError, register_root_provider
 from .store import ChunkIndex, Store
+
+# Maintenance is loaded on first use: a process that only reads or writes (a cold
+# `pull`, a training step's checkpoint) should not pay for importing it.
+_LAZY = {"GcReport": ".gc", "collect": ".gc", "StoreCheck": ".verify", "verify_store": ".verify"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "CODEC_NAMES",
     "AmbiguousReference",
     "ChunkIndex",
+    "GcReport",
     "PackWriter",
+    "RootProviderError",
     "Store",
+    "StoreCheck",
     "StoreCorruption",
     "StoreError",
     "StoreFormatError",
     "UnknownVersion",
+    "collect",
     "compress",
     "decompress",
+    "register_root_provider",
+    "verify_store",
 ]
