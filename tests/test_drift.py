@@ -221,14 +221,22 @@ def test_raw_sides_and_profiles_give_identical_results():
             assert rep.verdict == base.verdict
 
 
-def test_reference_pack_is_kept_and_renewed_when_columns_change():
+def test_reference_pack_is_kept_and_renewed_when_columns_change(monkeypatch):
+    import gc
+    import weakref
+
+    from engine.kernels import drift as K
     from engine.monitor.profile import Profile, profile
 
     ref, cur = frame(2000, 3), frame(1500, 4, shift=(1,))
     rp = profile(ref, sample_size=None)
+    spreads = []
+    std = K.std_columns
+    monkeypatch.setattr(K, "std_columns", lambda *a, **k: spreads.append(1) or std(*a, **k))
     first = drift(rp, cur, tests=ALL_NUMERIC)
-    assert rp._derived["packs"]  # kept for the next batch
+    assert len(spreads) == 1
     again = drift(rp, cur, tests=ALL_NUMERIC)
+    assert len(spreads) == 1  # packed (and its spread computed) once: kept for the next batch
     assert _same(first.table.to_pylist(), again.table.to_pylist())
     rp.columns["x1"] = profile(frame(2000, 5, shift=(1,)), sample_size=None).columns["x1"]
     changed = drift(rp, cur, tests=ALL_NUMERIC)
@@ -239,6 +247,11 @@ def test_reference_pack_is_kept_and_renewed_when_columns_change():
     whole = {r["column"]: r for r in fresh.table.to_pylist() if r["test"] == "ks"}
     for r in subset.table.to_pylist():
         assert r["statistic"] == whole[r["column"]]["statistic"]
+    # what is kept for a profile does not keep it alive
+    gone = weakref.ref(rp)
+    del rp
+    gc.collect()
+    assert gone() is None
 
 
 # --- regressions ---------------------------------------------------------------------------
@@ -337,14 +350,14 @@ def test_reference_profile_without_sample_lets_psi_decide():
 def test_moments_without_blas():
     import inspect
 
-    from engine.monitor.profile_base import _moments
+    from engine.monitor.profile_base import moments
 
-    assert "np.dot" not in inspect.getsource(_moments)  # no threaded BLAS
+    assert "np.dot" not in inspect.getsource(moments)  # no threaded BLAS
     x = np.random.default_rng(0).normal(size=100_001) * 1e3 + 5
-    mean, m2 = _moments(x)
+    mean, m2 = moments(x)
     assert mean == float(np.sum(x) / len(x))
     assert math.isclose(m2, float(np.sum((x - mean) ** 2)), rel_tol=1e-12)
-    assert _moments(np.array([-2.0, 0.5, 1.5, 3.0, 3.0])) == (1.2, 17.3)
+    assert moments(np.array([-2.0, 0.5, 1.5, 3.0, 3.0])) == (1.2, 17.3)
 
 
 def test_bad_thresholds_name_the_key(tmp_path, capsys):
@@ -385,8 +398,8 @@ def test_cli_profile_edges_from(tmp_path):
 
 def test_raw_side_sort_casts_into_one_packed_array_bit_identically():
     from engine.kernels import drift as K
-    from engine.monitor.profile import _sort_packed
-    from engine.monitor.profile_inputs import _columns_of
+    from engine.monitor.profile_inputs import columns_of
+    from engine.monitor.profile_numeric import sort_packed
 
     rng = np.random.default_rng(0)
     n = 3000
@@ -402,8 +415,8 @@ def test_raw_side_sort_casts_into_one_packed_array_bit_identically():
     }).to_batches(max_chunksize=777))
     for data in (t, rng.normal(size=(300, 4)).astype(np.float32),
                  {"a": rng.normal(size=100), "b": np.arange(100)}):
-        cols, _ = _columns_of(data, None)
-        a, b = _sort_packed(cols), K.sort_columns([c.float64() for c in cols])
+        cols, _ = columns_of(data, None)
+        a, b = sort_packed(cols), K.sort_columns([c.float64() for c in cols])
         assert a.values.tobytes() == b.values.tobytes()
         np.testing.assert_array_equal(a.offsets, b.offsets)
         np.testing.assert_array_equal(a.nan_counts, b.nan_counts)
@@ -472,6 +485,7 @@ def test_blocks_of_columns_give_identical_reports(monkeypatch, variant):
     from engine import config
 
     profile_mod = importlib.import_module("engine.monitor.profile")
+    sides = importlib.import_module("engine.monitor.drift_sides")  # where drift() profiles
     ref, cur = _mixed_tables()
     kw = {}
     if variant == "all_tests":
@@ -500,7 +514,7 @@ def test_blocks_of_columns_give_identical_reports(monkeypatch, variant):
             widths.append(len(k["columns"]) if k.get("columns") is not None else None)
         return real(data, **k)
 
-    monkeypatch.setattr(profile_mod, "sorted_profile", spy)
+    monkeypatch.setattr(sides, "sorted_profile", spy)
     monkeypatch.setattr(config, "DRIFT_BLOCK_BYTES", None)  # everything at once
     whole = drift(ref, cur, **kw)
     n_ref = 1500 if not isinstance(ref, profile_mod.Profile) else 0

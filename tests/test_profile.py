@@ -31,11 +31,11 @@ from engine.monitor.profile import (
     quantile_edges,
 )
 
-# the module (engine.monitor re-exports the function under the same name)
-P = importlib.import_module("engine.monitor.profile")
+# the numeric column kind's module: its histograms and sampler are tested directly
+PN = importlib.import_module("engine.monitor.profile_numeric")
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "profile_v1.arrow")
-HIST_BACKENDS = usable_backends("quantile_bins")
+HIST_BACKENDS = usable_backends("histogram")
 
 
 def rel_close(a, b, rtol=1e-12):
@@ -156,7 +156,7 @@ def test_hist_unsorted_equals_sorted():
     for edges in (quantile_edges(fin, 10), np.array([0.0, 0.0, 0.5, 0.5]), np.array([2.0, 2.0]),
                   np.array([-9.0, 9.0])):
         sv = np.sort(x[~np.isnan(x)])
-        np.testing.assert_array_equal(P._hist_unsorted(x, edges), P._hist_sorted(sv, edges))
+        np.testing.assert_array_equal(PN.hist_unsorted(x, edges), PN.hist_sorted(sv, edges))
 
 
 def test_numeric_counts_nan_inf_null():
@@ -316,7 +316,7 @@ def test_sample_inclusion_probabilities_are_equal():
     hits = np.zeros(12)
     trials = 3000
     for t in range(trials):
-        v, _ = P._sample_sorted(sv, 4, np.random.default_rng(t))
+        v, _ = PN._sample_sorted(sv, 4, np.random.default_rng(t))
         hits[v.astype(int)] += 1
     expected = trials * 4 / 12
     chi2 = np.sum((hits - expected) ** 2 / expected)
@@ -848,3 +848,32 @@ def test_profile_progress(capsys):
 if __name__ == "__main__":  # regenerate the golden file (only with a new format_version)
     golden_profile().save(GOLDEN)
     print("wrote", GOLDEN, file=sys.stderr)
+
+
+def test_load_profile_from_the_registry_is_monitor_api(tmp_path):
+    """engine.monitor.load_profile reads a registered profile back (the registry below the
+    monitor does not know profiles); load_input resolves a registry profile through it,
+    without the deprecated Registry.load_profile. `import engine.monitor` stays free of
+    the registry until it is used."""
+    import subprocess
+    import sys
+    import warnings
+
+    import engine.monitor as M
+    from engine.monitor import load_input, load_profile
+    from engine.registry import Registry
+
+    code = "import sys, engine.monitor; print('engine.registry' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    assert "load_profile" in M.__all__ and M.load_profile is load_profile
+    p = profile({"x": [1.0, 2.0, 3.0], "c": ["a", "b", "a"]})
+    store = str(tmp_path / "store")
+    with Registry(store) as reg:
+        reg.register("ref", p)
+        got = load_profile(reg, "ref")
+    assert got.to_bytes() == p.to_bytes()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "Registry.load_profile is deprecated")
+        again = load_input("ref", store=store)
+    assert isinstance(again, Profile) and again.to_bytes() == p.to_bytes()

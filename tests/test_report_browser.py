@@ -142,7 +142,7 @@ out.ready=document.documentElement.getAttribute("data-ready");
 
 
 def test_script_sorts_filters_and_shows_the_tooltip(chromium, tmp_path):
-    from engine.monitor.report_html import _num
+    from engine.monitor.report_text import num as _num
 
     rng = np.random.default_rng(3)
     n = 400

@@ -426,3 +426,70 @@ def test_thousand_column_page_stays_small():
     page = render(rows, dists=dists)
     assert len(page.encode()) < 2_000_000
     assert page.count("<svg") >= 1000
+
+
+# --------------------------------------------------------------------------- package data
+
+
+def _asset_text(name):
+    """The asset as installed (importlib.resources), without the comment for its editors."""
+    import importlib.resources
+
+    text = importlib.resources.files("engine.monitor").joinpath(name).read_text("utf-8")
+    assert text.startswith("/*"), f"{name}: expected a leading /* */ comment for its editors"
+    return text[text.index("*/") + 2:].lstrip("\n")
+
+
+def test_stylesheet_and_script_are_package_data_inlined_in_the_page():
+    from engine.monitor.report_charts import BASELINE
+    from engine.monitor.report_html import ASSETS
+
+    assert ASSETS == ("report.css", "report.js")
+    css, js = (_asset_text(n) for n in ASSETS)
+    assert "tr.d td{" in css and "function sort(" in js and "@PLOT_H@" in js
+    page = render([row("a")], dists={"a": {"kind": "numeric", "edges": [0, 1],
+                                           "ref": [0, 3, 0], "cur": [0, 2, 1]}})
+    assert f"<style>\n{css}</style>" in page
+    assert f"<script>\n{js.replace('@PLOT_H@', str(BASELINE))}</script>" in page
+    assert "@PLOT_H@" not in page and "/*" not in page  # placeholders filled, editors' notes out
+
+
+def test_assets_are_in_the_wheel_and_the_sdist():
+    """pyproject.toml's package-data puts them in a wheel (setuptools' own file list), and
+    MANIFEST.in in an sdist; without them an installed page has no style and no script."""
+    import fnmatch
+    import os
+
+    pytest.importorskip("tomllib")  # Python >= 3.11, as setuptools reads pyproject.toml
+    dist_mod = pytest.importorskip("setuptools.dist")
+    pyproject = pytest.importorskip("setuptools.config.pyprojecttoml")
+    from engine.monitor.report_html import ASSETS
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.getcwd()
+    os.chdir(root)  # setuptools resolves the package directories from the working directory
+    try:
+        dist = pyproject.apply_configuration(dist_mod.Distribution(), "pyproject.toml")
+        dist.include_package_data = False  # package-data alone, no egg-info written
+        build_py = dist.get_command_obj("build_py")
+        build_py.ensure_finalized()
+        data = {pkg: names for pkg, _src, _build, names in build_py.data_files}
+    finally:
+        os.chdir(here)
+    assert set(ASSETS) <= set(data.get("engine.monitor", ())), data.get("engine.monitor")
+    with open(os.path.join(root, "MANIFEST.in"), encoding="utf-8") as f:
+        lines = [ln.split() for ln in f if ln.strip() and not ln.startswith("#")]
+
+    def in_sdist(path):
+        for cmd, *args in lines:
+            if cmd == "include" and any(fnmatch.fnmatch(path, a) for a in args):
+                return True
+            if cmd == "recursive-include" and path.startswith(args[0].rstrip("/") + "/") \
+                    and any(fnmatch.fnmatch(os.path.basename(path), a) for a in args[1:]):
+                return True
+            if cmd == "graft" and path.startswith(args[0].rstrip("/") + "/"):
+                return True
+        return False
+
+    for name in ASSETS:
+        assert in_sdist(f"engine/monitor/{name}"), f"MANIFEST.in does not include {name}"

@@ -15,4 +15,14 @@ from .inputs import load_input
 from .profile import Profile, profile
 
 __all__ = ["DriftReport", "Profile", "adjust_pvalues", "check_options", "drift", "load_input",
-           "profile"]
+           "load_profile", "profile"]
+
+
+def __getattr__(name: str):
+    # load_profile reads the registry: imported on first use, so that `import engine.monitor`
+    # (drift of in-memory data, say) does not import the registry and the store.
+    if name == "load_profile":
+        from .registry_hooks import load_profile
+
+        return load_profile
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

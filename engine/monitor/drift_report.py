@@ -57,7 +57,8 @@ _FINDING_WORDS = {"missing": "missing from the current data", "all null": "all n
                   "new": "new"}
 
 
-def _check_correction(correction) -> str | None:
+def check_correction(correction) -> str | None:
+    """``correction`` checked: ``"bh"``, ``"bonferroni"``, or None for ``"none"`` and None."""
     if correction is not None and correction not in CORRECTIONS:
         raise ValueError(f"correction must be 'bh', 'bonferroni', 'none' or None, "
                          f"got {correction!r}")
@@ -75,7 +76,7 @@ def adjust_pvalues(p: np.ndarray, method: str | None) -> np.ndarray:
     >>> adjust_pvalues([0.01, 0.04, 0.03], "bh")
     array([0.03, 0.04, 0.04])
     """
-    method = _check_correction(method)
+    method = check_correction(method)
     p = np.asarray(p, dtype=np.float64)
     out = np.full_like(p, np.nan)
     ok = np.isfinite(p)

@@ -126,6 +126,7 @@ def _from_store(spec: str, store) -> Input:
     from ..data import load_table, open_store, resolve, versions
     from ..registry import Registry
     from ..store import UnknownVersion
+    from .registry_hooks import load_profile
 
     try:
         st = open_store(store)
@@ -140,7 +141,7 @@ def _from_store(spec: str, store) -> Input:
             kind = next((a["kind"] for a in reg.artifacts() if a["name"] == name), None)
             if kind == "profile":
                 mv = reg.get(spec)
-                return Input(reg.load_profile(mv), "registry profile", mv.ref)
+                return Input(load_profile(reg, mv), "registry profile", mv.ref)
         try:
             v = resolve(st, spec)
         except (UnknownVersion, ValueError):

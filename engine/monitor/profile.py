@@ -84,16 +84,12 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import numpy as np
 import pyarrow as pa
 
-from engine.kernels import drift as _drift
 from engine.progress import Progress
 
-from .profile_base import (  # noqa: F401  (names of this module before the split)
+from .profile_base import (  # noqa: F401  (public names of this module before the split)
     BLOCK_BYTES,
     CATEGORY_CAP_FACTOR,
     FORMAT,
@@ -104,138 +100,26 @@ from .profile_base import (  # noqa: F401  (names of this module before the spli
     MPI_MESSAGE_BYTES,
     InvalidColumn,
 )
-from .profile_categorical import (  # noqa: F401
-    CategoricalColumn,
-    _as_strings,
-    _categorical_from_counts,
-    _value_counts,
-)
+from .profile_categorical import CategoricalColumn, categorical_from_counts, value_counts
 from .profile_format import ColumnProfile, Profile
-from .profile_inputs import _check_types, _Col, _columns_of, _decide_kinds, _int_param
+from .profile_inputs import check_int, check_types, columns_of, decide_kinds
 from .profile_mpi import (
-    _agree_invalid,
-    _allreduce,
-    _check_comm,
-    _collective_check,
-    _fill_histograms,
+    agree_invalid,
+    allreduce_profile,
+    check_comm,
+    collective_check,
+    fill_histograms,
 )
-from .profile_numeric import (  # noqa: F401
+from .profile_numeric import (
+    DeferredNumericColumn,
     NumericColumn,
     SortedNumericColumn,
-    _column_rng,
-    _hist_sorted,
-    _hist_unsorted,
-    _numeric_from_sorted,
-    _sample_sorted,
+    deferred_numeric_columns,
+    numeric_columns,
     quantile_edges,
+    sorted_numeric_columns,
 )
-from .profile_text import TextColumn, _text_column
-
-
-def _blocks(cols: list[_Col], n: int):
-    """Consecutive groups of columns whose float64 copies take about BLOCK_BYTES."""
-    per = max(1, BLOCK_BYTES // max(1, 8 * n))
-    for i in range(0, len(cols), per):
-        yield cols[i:i + per]
-
-
-def _float_block(block: list[_Col]):
-    """Columns of ``block`` as float64, in one Fortran-ordered copy when they are adjacent
-    columns of one 2-D array (strided reads of a C-ordered matrix, done once per block)."""
-    m = block[0].matrix
-    if m is not None and all(c.matrix is m for c in block) \
-            and [c.j for c in block] == list(range(block[0].j, block[0].j + len(block))):
-        return np.asarray(m[:, block[0].j:block[-1].j + 1], dtype=np.float64, order="F")
-    return [c.float64() for c in block]
-
-
-def _castable(cols) -> tuple[dict, list]:
-    """``({name: InvalidColumn}, columns)``: cast failures (strings declared numeric), the rest."""
-    out = {}
-    ok = []
-    for c in cols:
-        if c.arrow is not None and c.family not in ("numeric", "null"):
-            try:
-                c.float64()
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                out[c.name] = InvalidColumn(
-                    c.name, c.dtype, c.n - c.nulls, c.nulls,
-                    f"declared numeric but its {c.dtype} values are not numbers ({exc})")
-                continue
-        ok.append(c)
-    return out, ok
-
-
-def _numeric_columns(cols, n, edges, bins, sample_size, seed, rank, bar) -> dict:
-    """Numeric column profiles; ``edges[name]``: None (from the data), an array, or empty (MPI)."""
-    out, ok = _castable(cols)
-    bar.advance(len(cols) - len(ok))
-    for block in _blocks(ok, n):
-        sc = _drift.sort_columns(_float_block(block))
-        for j, c in enumerate(block):
-            sv = sc.column(j)
-            rng = _column_rng(seed, c.name, sv, rank)
-            out[c.name] = _numeric_from_sorted(c.name, c.dtype, sv, sc.nan_counts[j] - c.nulls,
-                                               c.nulls, edges.get(c.name), bins, sample_size, rng)
-        bar.advance(len(block))
-    return out
-
-
-def _sort_packed(cols: list[_Col]):
-    """:func:`~engine.kernels.drift.sort_columns` of the columns as float64, without a
-    float64 copy of every column next to the packed array: the packed array is allocated
-    once, each column (each Arrow chunk) is cast straight into its slot, and sorted in place."""
-    from engine.kernels import _registry
-
-    offsets = np.zeros(len(cols) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([c.n for c in cols])
-    values = np.empty(int(offsets[-1]), dtype=np.float64)
-    for j, c in enumerate(cols):
-        c.float64_into(values[offsets[j]:offsets[j + 1]])
-    offsets, nan_counts = _registry.get("drift_sort_packed", None)(values, offsets)
-    return _drift.SortedColumns(values[:offsets[-1]], offsets, nan_counts)
-
-
-def _sorted_numeric_columns(cols, edges, bins) -> dict:
-    """:class:`SortedNumericColumn` of every numeric column: one sort of all of them, no more."""
-    out, ok = _castable(cols)
-    if not ok:
-        return out
-    sc = _sort_packed(ok)
-    # nulls were NaN in the float64 copy; a profile counts them apart from NaN
-    sc = _drift.SortedColumns(sc.values, sc.offsets,
-                              sc.nan_counts - np.array([c.nulls for c in ok], dtype=np.int64))
-    cuts = []
-    for j, c in enumerate(ok):
-        e = edges.get(c.name)
-        if e is None:
-            sv = sc.column(j)
-            lo = int(np.searchsorted(sv, -np.inf, side="right"))
-            hi = int(np.searchsorted(sv, np.inf, side="left"))
-            e = quantile_edges(sv[lo:hi], bins)
-        cuts.append(np.asarray(e, dtype=np.float64))
-    if len({len(e) for e in cuts}) == 1 and len(cuts[0]) >= 2:
-        hist = _drift.bin_sorted_columns(sc, np.stack(cuts))
-    else:  # edges of different lengths (or none): column by column
-        hist = [_hist_sorted(sc.column(j), e) if len(e) else np.zeros(0, np.int64)
-                for j, e in enumerate(cuts)]
-    for j, c in enumerate(ok):
-        out[c.name] = SortedNumericColumn(c.name, c.dtype, int(sc.offsets[j + 1] - sc.offsets[j]),
-                                          c.nulls, int(sc.nan_counts[j]), cuts[j],
-                                          hist[j], sc, j)
-    return out
-
-
-@dataclass
-class DeferredNumericColumn:
-    """A numeric column of raw data not read yet: what :func:`sorted_profile` with
-    ``defer_numeric=True`` gives, so that :func:`engine.monitor.drift` knows the kinds of
-    all columns and reads the numeric ones later, a block of columns at a time."""
-
-    name: str
-    dtype: str
-    nulls: int
-    kind: ClassVar[str] = "numeric"
+from .profile_text import TextColumn, text_column
 
 
 def profile(data, *, columns=None, types=None, sample_size: int | None = 100_000, bins: int = 10,
@@ -316,42 +200,42 @@ def sorted_profile(data, *, columns=None, types=None, bins: int = 10,
 def _build(data, columns, types, sample_size, bins, top_k, trigram_buckets, edges_from, seed,
            comm, lean, progress=False) -> Profile:
     if sample_size is not None:
-        sample_size = _int_param(sample_size, "sample_size", 0)
-    bins = _int_param(bins, "bins", 1)
-    top_k = _int_param(top_k, "top_k", 1)
-    trigram_buckets = _int_param(trigram_buckets, "trigram_buckets", 1)
-    seed = _int_param(seed, "seed", 0)
+        sample_size = check_int(sample_size, "sample_size", 0)
+    bins = check_int(bins, "bins", 1)
+    top_k = check_int(top_k, "top_k", 1)
+    trigram_buckets = check_int(trigram_buckets, "trigram_buckets", 1)
+    seed = check_int(seed, "seed", 0)
     if edges_from is not None and not isinstance(edges_from, Profile):
         raise TypeError(f"edges_from must be a Profile, got {type(edges_from).__name__}")
     rank = 0
     if comm is not None:
-        _check_comm(comm)
+        check_comm(comm)
         rank = comm.Get_rank()
     err = None
     try:
-        cols, n_rows = _columns_of(data, columns)
-        types = _check_types(types, cols)
+        cols, n_rows = columns_of(data, columns)
+        types = check_types(types, cols)
     except (TypeError, ValueError) as exc:
         if comm is None:
             raise
         err, cols, n_rows = exc, [], 0
     if comm is not None:
-        _collective_check(comm, err, [c.name for c in cols])
+        collective_check(comm, err, [c.name for c in cols])
     with Progress(len(cols), "profile", enabled=False if rank else progress,
                   unit="columns") as bar:
         prof = _profile_columns(cols, n_rows, types, sample_size, bins, top_k, trigram_buckets,
                                 edges_from, seed, comm, rank, lean, bar)
     if comm is not None:
-        prof = _allreduce(prof, comm)
-        _fill_histograms(prof, [c for c in cols if prof.columns[c.name].kind == "numeric"],
-                         bins, comm)
+        prof = allreduce_profile(prof, comm)
+        fill_histograms(prof, [c for c in cols if prof.columns[c.name].kind == "numeric"],
+                        bins, comm)
     return prof
 
 
 def _profile_columns(cols, n_rows, types, sample_size, bins, top_k, trigram_buckets, edges_from,
                      seed, comm, rank, lean, bar) -> Profile:
     """The profile of this process's rows (before any MPI reduction)."""
-    kinds, stats = _decide_kinds(cols, types, edges_from, comm)
+    kinds, stats = decide_kinds(cols, types, edges_from, comm)
 
     ref = edges_from.columns if edges_from is not None else {}
     edges, buckets = {}, {}
@@ -364,20 +248,19 @@ def _profile_columns(cols, n_rows, types, sample_size, bins, top_k, trigram_buck
 
     numeric = [c for c in cols if kinds[c.name] == "numeric"]
     if lean == "defer":
-        out, ok = _castable(numeric)
-        out.update({c.name: DeferredNumericColumn(c.name, c.dtype, c.nulls) for c in ok})
+        out = deferred_numeric_columns(numeric)
     elif lean:
-        out = _sorted_numeric_columns(numeric, edges, bins)
+        out = sorted_numeric_columns(numeric, edges, bins)
     else:
-        out = _numeric_columns(numeric, n_rows, edges, bins, sample_size, seed, rank, bar)
+        out = numeric_columns(numeric, n_rows, edges, bins, sample_size, seed, rank, bar)
     for c in cols:
         kind = kinds[c.name]
         try:
             if kind == "categorical":
-                vc = stats[c.name]["vc"] if c.name in stats else _value_counts(c.arrow_array())
-                out[c.name] = _categorical_from_counts(c.name, c.dtype, vc, c.nulls, top_k)
+                vc = stats[c.name]["vc"] if c.name in stats else value_counts(c.arrow_array())
+                out[c.name] = categorical_from_counts(c.name, c.dtype, vc, c.nulls, top_k)
             elif kind == "text":
-                out[c.name] = _text_column(c.name, c.dtype, c.arrow_array(), buckets[c.name])
+                out[c.name] = text_column(c.name, c.dtype, c.arrow_array(), buckets[c.name])
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             out[c.name] = InvalidColumn(c.name, c.dtype, c.n - c.nulls, c.nulls,
                                         f"declared {kind} but its {c.dtype} values cannot be "
@@ -391,7 +274,7 @@ def _profile_columns(cols, n_rows, types, sample_size, bins, top_k, trigram_buck
     params = {"sample_size": sample_size, "bins": bins, "top_k": top_k,
               "trigram_buckets": trigram_buckets, "seed": seed}
     if comm is not None:
-        _agree_invalid(out, cols, comm)
+        agree_invalid(out, cols, comm)
     return Profile(n_rows, {c.name: out[c.name] for c in cols}, params)
 
 

@@ -1,7 +1,15 @@
-"""Profile building blocks shared by every column kind: format constants, moments, InvalidColumn.
+"""What every column kind of a profile shares: format constants, moments, InvalidColumn.
 
-Part of :mod:`engine.monitor.profile` (see its docstring for the meaning of
-every field and the merge rules); import the public names from there.
+The helpers here (moments and their exact merge, JSON-safe floats, the check that
+two columns may merge) are used by the per-kind modules ``profile_numeric``,
+``profile_categorical`` and ``profile_text``. See :mod:`engine.monitor.profile` for
+the meaning of every field and the merge rules; users import the public names from
+there.
+
+Every column class also speaks the storage protocol of
+:class:`~engine.monitor.profile_format.Profile`: ``stored_scalars()`` (a JSON-able
+dict), ``stored_arrays()`` (field -> array, fields of ``profile_format``'s list
+columns) and the class method ``from_stored(name, scalars, arrays)``, its inverse.
 """
 
 from __future__ import annotations
@@ -24,19 +32,27 @@ INFER_TEXT_MIN_LENGTH = 20
 BLOCK_BYTES = 32 << 20
 # MPI messages carry at most about this many bytes of samples and trigram counts.
 MPI_MESSAGE_BYTES = 256 << 20
-_TAG = 7411
+MPI_TAG = 7411  # the tag of the profile reduction's point-to-point messages
 
 
-def _json_float(x) -> float | None:
+def json_float(x) -> float | None:
+    """``x`` as a float for JSON: None for NaN and infinities.
+
+    Examples
+    --------
+    >>> json_float(2), json_float(float("nan"))
+    (2.0, None)
+    """
     x = float(x)
     return x if math.isfinite(x) else None
 
 
-def _float(x) -> float:
+def float_or_nan(x) -> float:
+    """The inverse of :func:`json_float` for stored values: None -> NaN."""
     return math.nan if x is None else float(x)
 
 
-def _merge_moments(na, ma, m2a, nb, mb, m2b):
+def merge_moments(na, ma, m2a, nb, mb, m2b):
     """Chan et al. (1979): count, mean and sum of squared deviations of the union."""
     if nb == 0:
         return na, ma, m2a
@@ -47,7 +63,7 @@ def _merge_moments(na, ma, m2a, nb, mb, m2b):
     return n, ma + d * (nb / n), m2a + m2b + d * d * (na * nb / n)
 
 
-def _moments(x: np.ndarray) -> tuple[float, float]:
+def moments(x: np.ndarray) -> tuple[float, float]:
     """Mean and sum of squared deviations (two passes; pairwise mean, no BLAS threads)."""
     if len(x) == 0:
         return math.nan, 0.0
@@ -57,7 +73,8 @@ def _moments(x: np.ndarray) -> tuple[float, float]:
     return mean, float(np.einsum("i,i->", d, d))
 
 
-def _nan_extreme(f, a, b):
+def nan_extreme(f, a, b):
+    """``f(a, b)`` (``min`` or ``max``) where NaN stands for "no value yet"."""
     if math.isnan(a):
         return b
     if math.isnan(b):
@@ -65,7 +82,8 @@ def _nan_extreme(f, a, b):
     return f(a, b)
 
 
-def _check_same(a, b):
+def check_same(a, b):
+    """Raise ValueError unless column profiles ``a`` and ``b`` have the same kind and name."""
     if a.kind != b.kind:
         raise ValueError(f"column {a.name!r}: cannot merge a {a.kind} column with a {b.kind} column")
     if a.name != b.name:
@@ -93,7 +111,7 @@ class InvalidColumn:
         return self.count + self.nulls
 
     def merge(self, other: InvalidColumn) -> InvalidColumn:
-        _check_same(self, other)
+        check_same(self, other)
         return InvalidColumn(self.name, self.dtype, self.count + other.count,
                              self.nulls + other.nulls, self.reason)
 
@@ -101,14 +119,14 @@ class InvalidColumn:
         return {"kind": self.kind, "dtype": self.dtype, "count": self.count, "nulls": self.nulls,
                 "reason": self.reason}
 
-    def _scalars(self) -> dict:
+    def stored_scalars(self) -> dict:
         d = self.to_dict()
         d.pop("kind")
         return d
 
-    def _arrays(self) -> dict:
+    def stored_arrays(self) -> dict:
         return {}
 
     @classmethod
-    def _load(cls, name, s, arrays) -> InvalidColumn:
+    def from_stored(cls, name, s, arrays) -> InvalidColumn:
         return cls(name, s["dtype"], s["count"], s["nulls"], s["reason"])

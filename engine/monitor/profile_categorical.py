@@ -1,7 +1,10 @@
 """Categorical column profiles: value counts as strings, truncation to ``top_k``.
 
-Part of :mod:`engine.monitor.profile` (see its docstring for the merge rules);
-import the public names from there.
+:class:`CategoricalColumn` and how it is built from value counts
+(:func:`value_counts`, :func:`categorical_from_counts`), for
+:func:`engine.monitor.profile.profile`; :func:`as_strings` is also how text
+columns and kind inference read values. See :mod:`engine.monitor.profile` for
+the merge rules; users import :class:`CategoricalColumn` from there.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .profile_base import CATEGORY_CAP_FACTOR, _check_same
+from .profile_base import CATEGORY_CAP_FACTOR, check_same
 
 # ---------------------------------------------------------------------------
 # Categorical columns
@@ -88,7 +91,7 @@ class CategoricalColumn:
         return cats + ["<other>"], ref, cur
 
     def merge(self, other: CategoricalColumn) -> CategoricalColumn:
-        _check_same(self, other)
+        check_same(self, other)
         counts = dict(self.counts)
         for v, c in other.counts.items():
             counts[v] = counts.get(v, 0) + c
@@ -104,17 +107,17 @@ class CategoricalColumn:
                 "counts": dict(self.counts), "other": self.other, "n_distinct": self.n_distinct,
                 "truncated": self.truncated, "top_k": self.top_k}
 
-    def _scalars(self) -> dict:
+    def stored_scalars(self) -> dict:
         d = self.to_dict()
         d.pop("kind")
         d["counts"] = [[v, c] for v, c in self.counts.items()]  # JSON objects lose no order, lists say so
         return d
 
-    def _arrays(self) -> dict:
+    def stored_arrays(self) -> dict:
         return {}
 
     @classmethod
-    def _load(cls, name, s, arrays) -> CategoricalColumn:
+    def from_stored(cls, name, s, arrays) -> CategoricalColumn:
         return cls(name, s["dtype"], s["count"], s["nulls"], {v: c for v, c in s["counts"]},
                    s["other"], s["n_distinct"], s["truncated"], s["top_k"])
 
@@ -129,7 +132,14 @@ def _categorical(name, dtype, count, nulls, counts, other, n_distinct, truncated
                              int(n_distinct), truncated, top_k)
 
 
-def _as_strings(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+def as_strings(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``arr`` as Arrow strings: dictionaries decoded, other types cast (Arrow's spelling).
+
+    Examples
+    --------
+    >>> as_strings(pa.chunked_array([[1.5, None, 2]])).to_pylist()
+    ['1.5', None, '2']
+    """
     chunks = []
     for c in arr.chunks:
         if pa.types.is_dictionary(c.type):
@@ -141,15 +151,23 @@ def _as_strings(arr: pa.ChunkedArray) -> pa.ChunkedArray:
         pa.chunked_array([], type=pa.large_string())
 
 
-def _value_counts(arr: pa.ChunkedArray) -> pa.Table:
+def value_counts(arr: pa.ChunkedArray) -> pa.Table:
     """Distinct non-null values (as strings) and their counts, most frequent first, ties by value."""
-    vc = pc.value_counts(_as_strings(arr))
+    vc = pc.value_counts(as_strings(arr))
     t = pa.table({"v": vc.field("values"), "c": vc.field("counts")})
     t = t.filter(pc.is_valid(t["v"]))
     return t.sort_by([("c", "descending"), ("v", "ascending")])
 
 
-def _categorical_from_counts(name, dtype, vc: pa.Table, nulls, top_k) -> CategoricalColumn:
+def categorical_from_counts(name, dtype, vc: pa.Table, nulls, top_k) -> CategoricalColumn:
+    """The :class:`CategoricalColumn` of value counts ``vc`` (:func:`value_counts`).
+
+    Examples
+    --------
+    >>> vc = value_counts(pa.chunked_array([["b", "a", "b", None]]))
+    >>> categorical_from_counts("c", "string", vc, 1, top_k=10).counts
+    {'b': 2, 'a': 1}
+    """
     nd = vc.num_rows
     count = int(pc.sum(vc["c"]).as_py() or 0)
     keep = vc if nd <= CATEGORY_CAP_FACTOR * top_k else vc.slice(0, top_k)

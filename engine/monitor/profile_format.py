@@ -68,10 +68,6 @@ class Profile:
         self.n_rows = int(n_rows)
         self.columns = dict(columns)
         self.params = dict(params or {})
-        # What drift() derives from this profile and keeps for the next call (the packed
-        # sorted samples and their spread); checked against the columns on every use,
-        # never serialized.
-        self._derived: dict = {}
 
     def __getitem__(self, name: str) -> ColumnProfile:
         try:
@@ -127,11 +123,11 @@ class Profile:
         data = {
             "name": pa.array([c.name for c in cols], type=pa.string()),
             "kind": pa.array([c.kind for c in cols], type=pa.string()),
-            "stats": pa.array([json.dumps(c._scalars(), allow_nan=False) for c in cols],
+            "stats": pa.array([json.dumps(c.stored_scalars(), allow_nan=False) for c in cols],
                               type=pa.string()),
         }
         for field, (typ, dtype) in _LISTS.items():
-            data[field] = _list_array([c._arrays().get(field) for c in cols], typ, dtype)
+            data[field] = _list_array([c.stored_arrays().get(field) for c in cols], typ, dtype)
         meta = {"format": FORMAT, "format_version": str(self.FORMAT_VERSION),
                 "profile": json.dumps({"n_rows": self.n_rows, "params": self.params})}
         table = pa.table(data).replace_schema_metadata(meta)
@@ -179,8 +175,8 @@ class Profile:
                                                     table.column("stats").to_pylist())):
             if kind not in _CLASSES:
                 raise ValueError(f"column {name!r} has unknown kind {kind!r}")
-            columns[name] = _CLASSES[kind]._load(name, json.loads(stats),
-                                                 {f: a[i] for f, a in arrays.items()})
+            columns[name] = _CLASSES[kind].from_stored(name, json.loads(stats),
+                                                       {f: a[i] for f, a in arrays.items()})
         return cls(head["n_rows"], columns, head.get("params"))
 
     def save(self, path) -> None:

@@ -1,9 +1,12 @@
 """Inputs of :func:`engine.monitor.profile.profile`: columns of any table-like input, their kinds.
 
-``_columns_of`` reads a table, DataFrame, 2-D array or mapping into ``_Col``
-objects; ``_decide_kinds`` infers numeric / categorical / text / invalid per
-column (agreeing over MPI ranks when given a communicator). See the module
-docstring of :mod:`engine.monitor.profile` for the inference rules.
+:func:`columns_of` reads a table, DataFrame, 2-D array or mapping into
+:class:`InputColumn` objects (no copy); :func:`decide_kinds` infers numeric /
+categorical / text / invalid per column (agreeing over MPI ranks when given a
+communicator); :func:`check_int` and :func:`check_types` validate the
+arguments. The per-kind modules build column profiles from the
+:class:`InputColumn` objects. See the module docstring of
+:mod:`engine.monitor.profile` for the inference rules.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .profile_base import INFER_DISTINCT_RATIO, INFER_MIN_DISTINCT, INFER_TEXT_MIN_LENGTH, KINDS
-from .profile_categorical import _as_strings, _value_counts
+from .profile_categorical import as_strings, value_counts
 
 # ---------------------------------------------------------------------------
 # Inputs
@@ -37,7 +40,7 @@ def _numeric_chunk(c):
 
 
 @dataclass
-class _Col:
+class InputColumn:
     """One input column: an Arrow chunked array, a 1-D NumPy array, or column j of a 2-D array."""
 
     name: str
@@ -124,24 +127,24 @@ def _is_pandas(obj, cls: str) -> bool:
     return type(obj).__module__.split(".")[0] == "pandas" and type(obj).__name__ == cls
 
 
-def _column(name: str, v) -> _Col:
+def _column(name: str, v) -> InputColumn:
     if isinstance(v, pa.ChunkedArray):
-        return _Col(name, arrow=v)
+        return InputColumn(name, arrow=v)
     if isinstance(v, pa.Array):
-        return _Col(name, arrow=pa.chunked_array([v]))
+        return InputColumn(name, arrow=pa.chunked_array([v]))
     if _is_pandas(v, "Series"):
         dt = v.dtype
         if isinstance(dt, np.dtype) and dt.kind in "biuf":
-            return _Col(name, array=v.to_numpy())
-        return _Col(name, arrow=_to_arrow(v, name, True))
+            return InputColumn(name, array=v.to_numpy())
+        return InputColumn(name, arrow=_to_arrow(v, name, True))
     if isinstance(v, np.ndarray):
         if v.ndim != 1:
             raise ValueError(f"column {name!r} must be 1-D, got shape {v.shape}")
         if v.dtype.kind in "biuf":
-            return _Col(name, array=v)
-        return _Col(name, arrow=_to_arrow(v, name, v.dtype.kind == "O"))
+            return InputColumn(name, array=v)
+        return InputColumn(name, arrow=_to_arrow(v, name, v.dtype.kind == "O"))
     if isinstance(v, (list, tuple)):
-        return _Col(name, arrow=_to_arrow(v, name, False))
+        return InputColumn(name, arrow=_to_arrow(v, name, False))
     raise TypeError(f"column {name!r} must be a 1-D array, list, pandas Series or Arrow array, "
                     f"got {type(v).__name__}")
 
@@ -156,7 +159,16 @@ class _FrameColumns:
         return self.frame.iloc[:, j]
 
 
-def _columns_of(data, columns) -> tuple[list[_Col], int]:
+def columns_of(data, columns) -> tuple[list[InputColumn], int]:
+    """``(input columns, number of rows)`` of ``data``; ``columns`` selects (or, for a 2-D
+    array, names) them. Raises TypeError or ValueError naming what is wrong.
+
+    Examples
+    --------
+    >>> cols, n = columns_of(np.zeros((3, 2)), ["a", "b"])
+    >>> [c.name for c in cols], n, cols[1].family
+    (['a', 'b'], 3, 'numeric')
+    """
     if columns is not None:
         if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
             raise TypeError("columns must be a list of column names (strings)")
@@ -172,7 +184,7 @@ def _columns_of(data, columns) -> tuple[list[_Col], int]:
         if len(names) != k:
             raise ValueError(f"columns has {len(names)} names but data has {k} columns")
         if data.dtype.kind in "biuf":
-            cols = [_Col(n, matrix=data, j=j) for j, n in enumerate(names)]
+            cols = [InputColumn(n, matrix=data, j=j) for j, n in enumerate(names)]
         else:
             cols = [_column(n, data[:, j]) for j, n in enumerate(names)]
         return cols, data.shape[0]
@@ -216,8 +228,8 @@ def _columns_of(data, columns) -> tuple[list[_Col], int]:
 
 
 def _string_stats(arr: pa.ChunkedArray) -> dict:
-    s = _as_strings(arr)
-    vc = _value_counts(arr)
+    s = as_strings(arr)
+    vc = value_counts(arr)
     total_len = ws = 0
     for c in s.chunks:
         total_len += pc.sum(pc.utf8_length(c)).as_py() or 0
@@ -243,8 +255,10 @@ _FAMILY_KINDS = {"numeric": ("numeric",), "bool": ("categorical",),
                  "null": KINDS, "unsupported": ()}
 
 
-def _decide_kinds(cols, types, edges_from, comm):
-    """Kind of every column, and the string statistics computed on the way (for reuse)."""
+def decide_kinds(cols, types, edges_from, comm):
+    """``(kinds, stats)``: the kind of every input column (``types`` first, then the kind of
+    ``edges_from``'s column where the type allows, then inference), and the string
+    statistics computed on the way (``stats[name]["vc"]``: value counts, for reuse)."""
     fam = {c.name: c.family for c in cols}
     if comm is not None:
         fam = _agree_families(fam, comm)
@@ -303,11 +317,18 @@ def _agree_string_kinds(stats: dict, comm) -> dict:
 
 
 # ---------------------------------------------------------------------------
-# profile()
+# Arguments of profile()
 # ---------------------------------------------------------------------------
 
 
-def _int_param(value, name: str, lo: int) -> int:
+def check_int(value, name: str, lo: int) -> int:
+    """``value`` as an int ``>= lo``, else TypeError/ValueError naming the argument ``name``.
+
+    Examples
+    --------
+    >>> check_int(3, "bins", 1)
+    3
+    """
     try:
         v = operator.index(value)
     except TypeError:
@@ -317,7 +338,8 @@ def _int_param(value, name: str, lo: int) -> int:
     return v
 
 
-def _check_types(types, cols) -> dict:
+def check_types(types, cols) -> dict:
+    """``types`` as a dict, checked: known kinds only, for columns of ``cols`` only."""
     if types is None:
         return {}
     if not isinstance(types, Mapping):

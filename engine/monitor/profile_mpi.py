@@ -12,23 +12,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .profile_base import _TAG, MPI_MESSAGE_BYTES, InvalidColumn
+from .profile_base import MPI_MESSAGE_BYTES, MPI_TAG, InvalidColumn
 from .profile_format import Profile
-from .profile_numeric import NumericColumn, _hist_unsorted, quantile_edges
+from .profile_numeric import NumericColumn, hist_unsorted, quantile_edges
 
 # ---------------------------------------------------------------------------
 # MPI
 # ---------------------------------------------------------------------------
 
 
-def _check_comm(comm):
+def check_comm(comm):
+    """Raise TypeError unless ``comm`` looks like an mpi4py communicator."""
     for attr in ("Get_rank", "Get_size", "allgather", "bcast", "send", "recv", "allreduce"):
         if not hasattr(comm, attr):
             raise TypeError("comm must be an mpi4py communicator (e.g. mpi4py.MPI.COMM_WORLD), "
                             f"got {type(comm).__name__}")
 
 
-def _collective_check(comm, err, names):
+def collective_check(comm, err, names):
     """Raise on every rank when any rank failed, or when ranks hold different columns."""
     infos = comm.allgather((None if err is None else f"{type(err).__name__}: {err}", names))
     if err is not None:
@@ -42,7 +43,7 @@ def _collective_check(comm, err, names):
                              f"rank {r} has {nm}")
 
 
-def _agree_invalid(out: dict, cols, comm):
+def agree_invalid(out: dict, cols, comm):
     """A column that some rank could not profile is invalid on every rank (its first reason)."""
     local = {n: c.reason for n, c in out.items() if isinstance(c, InvalidColumn)}
     reasons: dict = {}
@@ -80,11 +81,11 @@ def _reduce_bcast(obj, comm, merge):
     step = 1
     while step < size:
         if rank % (2 * step):
-            comm.send(obj, dest=rank - step, tag=_TAG)
+            comm.send(obj, dest=rank - step, tag=MPI_TAG)
             obj = None
             break
         if rank + step < size:
-            obj = _safe_merge(obj, comm.recv(source=rank + step, tag=_TAG), merge)
+            obj = _safe_merge(obj, comm.recv(source=rank + step, tag=MPI_TAG), merge)
         step *= 2
     out = comm.bcast(obj, root=0)
     if isinstance(out, _Failure):
@@ -93,10 +94,10 @@ def _reduce_bcast(obj, comm, merge):
 
 
 def _payload(c) -> int:
-    return 1024 + sum(a.nbytes for a in c._arrays().values())
+    return 1024 + sum(a.nbytes for a in c.stored_arrays().values())
 
 
-def _allreduce(prof: Profile, comm) -> Profile:
+def allreduce_profile(prof: Profile, comm) -> Profile:
     """Merge the ranks' profiles, in column groups of about MPI_MESSAGE_BYTES per message."""
     groups, cur, size = [], [], 0
     for name, c in prof.columns.items():
@@ -114,7 +115,7 @@ def _allreduce(prof: Profile, comm) -> Profile:
     return Profile(n_rows, {n: cols[n] for n in prof.columns}, prof.params)
 
 
-def _fill_histograms(prof: Profile, numeric, bins, comm):
+def fill_histograms(prof: Profile, numeric, bins, comm):
     """Edges from the merged samples for columns without fixed edges; local counts summed."""
     todo = [c for c in numeric
             if isinstance(prof.columns[c.name], NumericColumn) and not len(prof[c.name].edges)]
@@ -126,7 +127,7 @@ def _fill_histograms(prof: Profile, numeric, bins, comm):
         s = col.sample
         fin = s[np.isfinite(s)]
         col.edges = quantile_edges(fin, bins)
-        local.append(_hist_unsorted(c.float64(), col.edges))
+        local.append(hist_unsorted(c.float64(), col.edges))
     total = comm.allreduce(np.concatenate(local))
     for i, c in enumerate(todo):
         prof.columns[c.name].hist = total[i * (bins + 2):(i + 1) * (bins + 2)]

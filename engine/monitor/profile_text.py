@@ -1,7 +1,9 @@
 """Free-text column profiles: length moments, Unicode-script and hashed-trigram counts.
 
-Part of :mod:`engine.monitor.profile`; the features come from
-:mod:`engine.monitor.text`. Import the public names from ``engine.monitor.profile``.
+:class:`TextColumn` and its builder :func:`text_column`, for
+:func:`engine.monitor.profile.profile`; the features come from
+:mod:`engine.monitor.text`. Users import :class:`TextColumn` from
+:mod:`engine.monitor.profile`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from . import text as _text
-from .profile_base import _check_same, _float, _json_float, _merge_moments, _moments
-from .profile_categorical import _as_strings
+from .profile_base import check_same, float_or_nan, json_float, merge_moments, moments
+from .profile_categorical import as_strings
 
 # ---------------------------------------------------------------------------
 # Text columns
@@ -67,12 +69,12 @@ class TextColumn:
         return sum(self.scripts.values())
 
     def merge(self, other: TextColumn) -> TextColumn:
-        _check_same(self, other)
+        check_same(self, other)
         if len(self.trigrams) != len(other.trigrams):
             raise ValueError(f"column {self.name!r}: trigram buckets differ "
                              f"({len(self.trigrams)} vs {len(other.trigrams)})")
-        n, mean, m2 = _merge_moments(self.count, self.len_mean, self.len_m2,
-                                     other.count, other.len_mean, other.len_m2)
+        n, mean, m2 = merge_moments(self.count, self.len_mean, self.len_m2,
+                                    other.count, other.len_mean, other.len_m2)
         lo = [v for v in (self.len_min, other.len_min) if v is not None]
         hi = [v for v in (self.len_max, other.len_max) if v is not None]
         return TextColumn(
@@ -85,30 +87,38 @@ class TextColumn:
     def to_dict(self) -> dict:
         return {"kind": self.kind, "dtype": self.dtype, "count": self.count, "nulls": self.nulls,
                 "empty": self.empty, "len_min": self.len_min, "len_max": self.len_max,
-                "len_mean": _json_float(self.len_mean), "len_m2": _json_float(self.len_m2),
+                "len_mean": json_float(self.len_mean), "len_m2": json_float(self.len_m2),
                 "scripts": dict(self.scripts), "script_values": dict(self.script_values),
                 "trigram_buckets": len(self.trigrams)}
 
-    def _scalars(self) -> dict:
+    def stored_scalars(self) -> dict:
         d = self.to_dict()
         d.pop("kind")
         d.pop("trigram_buckets")
         return d
 
-    def _arrays(self) -> dict:
+    def stored_arrays(self) -> dict:
         return {"trigrams": self.trigrams}
 
     @classmethod
-    def _load(cls, name, s, arrays) -> TextColumn:
+    def from_stored(cls, name, s, arrays) -> TextColumn:
         return cls(name, s["dtype"], s["count"], s["nulls"], s["empty"], s["len_min"],
-                   s["len_max"], _float(s["len_mean"]), _float(s["len_m2"]), s["scripts"],
-                   s["script_values"], arrays["trigrams"])
+                   s["len_max"], float_or_nan(s["len_mean"]), float_or_nan(s["len_m2"]),
+                   s["scripts"], s["script_values"], arrays["trigrams"])
 
 
-def _text_column(name, dtype, arr: pa.ChunkedArray, buckets) -> TextColumn:
-    f = _text.text_features(_as_strings(arr), buckets)
+def text_column(name, dtype, arr: pa.ChunkedArray, buckets) -> TextColumn:
+    """The :class:`TextColumn` of the string values ``arr``, trigrams in ``buckets`` buckets.
+
+    Examples
+    --------
+    >>> c = text_column("q", "string", pa.chunked_array([["hola mundo", None, ""]]), 64)
+    >>> c.count, c.nulls, c.empty, c.len_max, c.scripts["Latin"]
+    (2, 1, 1, 10, 9)
+    """
+    f = _text.text_features(as_strings(arr), buckets)
     lens = f.lengths
-    mean, m2 = _moments(lens.astype(np.float64))
+    mean, m2 = moments(lens.astype(np.float64))
     names = _text.SCRIPTS
     return TextColumn(
         name, dtype, len(lens), f.nulls, int(np.count_nonzero(lens == 0)),
