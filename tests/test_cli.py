@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from engine.chunking import chunk_file, file_id
 from engine.cli import main
+from engine.store.pipeline import chunk_file, file_id
 
 from conftest import random_bytes
 

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-import engine.chunking
+import engine.store.pipeline
 from engine.cli import main
 
 from conftest import random_bytes
@@ -105,7 +105,7 @@ def test_io_error_of_chunk_never_mentions_a_store(monkeypatch, capsys, big_file)
     def eio(*a, **k):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(engine.chunking, "chunk_file", eio)
+    monkeypatch.setattr(engine.store.pipeline, "chunk_file", eio)
     assert main(["chunk", str(big_file)]) == 3
     err = capsys.readouterr().err
     assert "I/O error" in err and "store" not in err, err
@@ -218,13 +218,13 @@ def test_chunk_of_a_larger_file_prints_a_rate(big_file):
 def test_chunk_times_only_the_chunking(monkeypatch, capsys, big_file):
     """The clock starts after the chunker backend is loaded (the first load imports and,
     for Numba, compiles it): the reported seconds are those of chunk_file alone."""
-    import engine.cli as cli
+    import engine.cli.chunk as cli
 
     calls = []
-    real = engine.chunking.chunk_file
-    monkeypatch.setattr(engine.chunking, "warm_up", lambda params, backend: calls.append("warm"),
+    real = engine.store.pipeline.chunk_file
+    monkeypatch.setattr(engine.store.pipeline, "warm_up", lambda params, backend: calls.append("warm"),
                         raising=False)
-    monkeypatch.setattr(engine.chunking, "chunk_file",
+    monkeypatch.setattr(engine.store.pipeline, "chunk_file",
                         lambda *a, **k: calls.append("chunk") or real(*a, **k))
     monkeypatch.setattr(cli.time, "perf_counter", lambda: calls.append("clock") or 2.0 * len(calls))
     assert main(["chunk", str(big_file), "--json"]) == 0

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from .args import add_group
+from .format import bar, out
 
 #: ``mlops monitor drift``'s exit status for each verdict of the report
 DRIFT_EXIT = {"no drift": 0, "drift": 1, "untestable": 4}
@@ -33,7 +35,7 @@ class _TypesAction(argparse.Action):
     """``--types age=categorical --types note=text`` -> ``{"age": "categorical", ...}``."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from .monitor.profile_base import KINDS
+        from ..monitor.profile_base import KINDS
 
         types = dict(getattr(namespace, self.dest) or {})
         col, eq, kind = values.partition("=")
@@ -52,27 +54,22 @@ class _TypesAction(argparse.Action):
 
 class _DriftHelp(argparse.HelpFormatter):
     """Fills in the names of the drift tests and finding policies only when help is shown:
-    they come from :mod:`engine.monitor.drift`, too heavy to import for every command."""
+    they come from :mod:`engine.monitor`, too heavy to import for every command."""
 
     def _get_help_string(self, action):
         text = action.help or ""
         if "{tests}" in text or "{policies}" in text:
-            from .monitor.drift import KNOWN_TESTS
-            from .monitor.drift_report import FINDING_POLICIES
+            from ..monitor.drift_options import KNOWN_TESTS
+            from ..monitor.drift_report import FINDING_POLICIES
 
             text = text.replace("{tests}", ", ".join(sorted(KNOWN_TESTS)))
             text = text.replace("{policies}", ", ".join(FINDING_POLICIES))
         return text
 
 
-def _progress(args):
-    """Progress bars draw on a terminal only (None); never under --json."""
-    return False if args.json else None
-
-
 def cmd_profile(args) -> int:
-    from .monitor.inputs import load_input, resolve_input
-    from .monitor.profile import Profile, profile
+    from ..monitor import Profile, load_input, profile
+    from ..monitor.inputs import resolve_input
 
     if not args.output and not args.register:
         raise ValueError("give -o/--output FILE, --register NAME, or both")
@@ -87,12 +84,12 @@ def cmd_profile(args) -> int:
         raise ValueError(f"{args.data!r} is a profile ({src.source} {src.ref}); DATA must be a "
                          "table: a Parquet/Arrow/CSV file or a table version")
     p = profile(src.data, columns=args.columns, types=args.types, sample_size=args.sample_size,
-                bins=args.bins, edges_from=edges_from, progress=_progress(args))
+                bins=args.bins, edges_from=edges_from, progress=bar(args))
     if args.output:
         p.save(args.output)
     registered = None
     if args.register:
-        from .registry import Registry
+        from ..registry import Registry
 
         with Registry(args.store) as reg:
             mv = reg.register(args.register, p, kind="profile",
@@ -102,21 +99,17 @@ def cmd_profile(args) -> int:
     kinds: dict[str, int] = {}
     for c in p.columns.values():
         kinds[c.kind] = kinds.get(c.kind, 0) + 1
-    if args.json:
-        json.dump({"data": args.data, "source": src.source, "ref": src.ref, "rows": p.n_rows,
-                   "columns": {n: c.kind for n, c in p.columns.items()}, "kinds": kinds,
-                   "output": args.output, "registered": registered}, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-        return 0
     where = [w for w in (args.output, registered and f"registry {registered}") if w]
-    print(f"profile of {args.data}: {p.n_rows} rows, {len(p.columns)} columns "
-          f"({', '.join(f'{v} {k}' for k, v in kinds.items())}) -> {', '.join(where)}")
+    out(args, {"data": args.data, "source": src.source, "ref": src.ref, "rows": p.n_rows,
+               "columns": {n: c.kind for n, c in p.columns.items()}, "kinds": kinds,
+               "output": args.output, "registered": registered},
+        f"profile of {args.data}: {p.n_rows} rows, {len(p.columns)} columns "
+        f"({', '.join(f'{v} {k}' for k, v in kinds.items())}) -> {', '.join(where)}")
     return 0
 
 
 def cmd_drift(args) -> int:
-    from .monitor.drift import check_options, drift
-    from .monitor.inputs import load_input
+    from ..monitor import check_options, drift, load_input
 
     thresholds = None
     if args.thresholds:
@@ -131,7 +124,7 @@ def cmd_drift(args) -> int:
                          new_columns=args.new_columns)
     ref = load_input(args.reference, args.store)
     cur = load_input(args.current, args.store)
-    rep = drift(ref, cur, columns=args.columns, types=args.types, progress=_progress(args),
+    rep = drift(ref, cur, columns=args.columns, types=args.types, progress=bar(args),
                 **opts)
     rep.meta.update({"reference": args.reference, "current": args.current})
     if args.html:
@@ -157,15 +150,14 @@ def _add_columns_types(p) -> None:
 
 
 def add_parser(sub, parser_class) -> None:
-    mon = sub.add_parser("monitor", help="profiles and drift tests of tabular data",
-                         description="Profile reference data and test current data for drift. "
-                         "DATA, REF and CURRENT are Parquet/Arrow/CSV files, saved profiles "
-                         "(.profile), table versions in the store (NAME:vN, NAME@latest) or "
-                         "profile artifacts of the registry (NAME@production). A path that "
-                         "does not exist is a missing file; only a name without a path "
-                         "separator or a file suffix is looked up in the store.")
-    msub = mon.add_subparsers(dest="monitor_command", metavar="SUBCOMMAND", parser_class=parser_class)
-    mon.set_defaults(func=lambda a: (mon.print_help(), 2)[1])
+    msub = add_group(sub, "monitor", "profiles and drift tests of tabular data",
+                     "Profile reference data and test current data for drift. "
+                     "DATA, REF and CURRENT are Parquet/Arrow/CSV files, saved profiles "
+                     "(.profile), table versions in the store (NAME:vN, NAME@latest) or "
+                     "profile artifacts of the registry (NAME@production). A path that "
+                     "does not exist is a missing file; only a name without a path "
+                     "separator or a file suffix is looked up in the store.",
+                     "monitor_command", parser_class)
 
     p = msub.add_parser("profile", help="build a reference profile",
                         description="Build a mergeable profile of DATA (counts, moments, quantile "

@@ -1,9 +1,13 @@
-"""The end-to-end demo behind ``mlops demo`` (``make demo``).
+"""``mlops demo`` (``make demo``): the end-to-end demo.
 
 It versions a generated dataset in a store embedded in the work directory:
 snapshot, edit, snapshot again (only the changed chunks are stored), diff,
-check out the old version byte for byte, verify the store. Later capabilities
-(training, registry, monitoring) extend the same story.
+check out the old version byte for byte, verify the store; then registers and promotes
+models trained (pretend) on each version, traces their lineage and tests a drifted batch
+against a profile of the training features.
+
+NumPy and the engine's layers are imported when the demo runs, not when the ``mlops``
+parser is built: every command builds this module's parser.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import shutil
 import sys
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
+from .format import count, human_bytes
 
-from .chunking import warm_up
-from .progress import count, human_bytes
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def check_workdir(path, what: str = "workdir") -> str:
@@ -90,10 +95,11 @@ def _edit(data: str, rng: np.random.Generator) -> list[str]:
 def _registry_and_monitor(store, wd: str, versions, rng: np.random.Generator, say) -> dict:
     """Train (pretend) on each dataset version, register and promote the models through a
     gate, trace the lineage, profile the training features and test a drifted batch."""
+    import numpy as np
     import pyarrow as pa
 
-    from engine.monitor import drift, profile
-    from engine.registry import GateRejected, Registry
+    from ..monitor import drift, load_profile, profile
+    from ..registry import GateRejected, Registry
 
     reg = Registry(store, index_path=os.path.join(wd, "registry-index.sqlite"))
     features = pa.table({f"f{i}": rng.normal(size=20_000) for i in range(8)})
@@ -122,7 +128,7 @@ def _registry_and_monitor(store, wd: str, versions, rng: np.random.Generator, sa
     prof = reg.register("demo-features", profile(features), inputs=[versions[-1]])
     current = pa.table({name: features.column(name).to_numpy()[:5000] + (0.8 if i < 2 else 0.0)
                         for i, name in enumerate(features.column_names)})
-    rep = drift(reg.load_profile(prof.ref), current)
+    rep = drift(load_profile(reg, prof.ref), current)
     say(f"  monitor: profile {prof.ref} of the training features; a batch with 2 shifted "
           f"columns: {rep.summary()} ({', '.join(rep.drifted_columns)})")
     last = reg.history(limit=1)[0]
@@ -144,8 +150,11 @@ def run_demo(size_mib: int = 64, workdir: str | None = None, seed: int = 0,
     It narrates on stdout, or with ``as_json`` prints only one JSON summary of what it
     did and found (versions, diff, checkout, verify, registry, drift).
     """
-    import engine.data as D
-    from engine.store import Store
+    import numpy as np
+
+    from .. import data as D
+    from ..store import Store
+    from ..store.pipeline import warm_up
 
     if size_mib < 1:
         raise ValueError(f"size_mib must be at least 1, got {size_mib}")
@@ -217,3 +226,22 @@ def run_demo(size_mib: int = 64, workdir: str | None = None, seed: int = 0,
     finally:
         if own:
             shutil.rmtree(wd, ignore_errors=True)
+
+
+def cmd_demo(args) -> int:
+    if args.dir is not None:
+        check_workdir(args.dir, "--dir")
+    return run_demo(size_mib=args.size_mib, workdir=args.dir, seed=args.seed, as_json=args.json)
+
+
+def add_parser(sub, parser_class) -> None:
+    d = sub.add_parser("demo", help="run the end-to-end demo",
+                       description="Generate a dataset, snapshot it into a store embedded in the "
+                       "work directory, edit it, snapshot again (only changed chunks are stored), "
+                       "diff the versions, check out the old one byte for byte and verify the store.")
+    d.add_argument("--size-mib", type=int, default=64, help="size of the generated dataset (default 64)")
+    d.add_argument("--dir", default=None, help="work directory (default: a temporary one, removed)")
+    d.add_argument("--seed", type=int, default=0, help="random seed of the generated data")
+    d.add_argument("--json", action="store_true",
+                   help="print only a JSON summary of what the demo did and found")
+    d.set_defaults(func=cmd_demo)

@@ -2,43 +2,28 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
-from .progress import count, human_bytes
-
-
-def _out(args, obj, text: str) -> None:
-    if args.json:
-        json.dump(obj, sys.stdout, indent=1, default=str)
-        sys.stdout.write("\n")
-    else:
-        print(text)
-
-
-def _bar(args):
-    """Progress bars: on a terminal only (None), never under --json."""
-    return False if args.json else None
+from .args import add_common, add_group
+from .format import bar, count, human_bytes, out, table
 
 
 def cmd_snapshot(args) -> int:
-    from .data import snapshot
+    from ..data import snapshot
 
-    v = snapshot(args.path, args.name, args.message, store=args.store, progress=_bar(args),
+    v = snapshot(args.path, args.name, args.message, store=args.store, progress=bar(args),
                  workers=args.workers)
     d = v.to_dict() | {"unchanged": v.unchanged, "new_bytes": v.record.get("new_bytes")}
     note = " (unchanged: same content as the latest version)" if v.unchanged else ""
-    _out(args, d, f"{v.ref} {v.id[:16]} {count(v.files, 'entry', 'entries')}, "
-                  f"{human_bytes(v.bytes)}{note}")
+    out(args, d, f"{v.ref} {v.id[:16]} {count(v.files, 'entry', 'entries')}, "
+                 f"{human_bytes(v.bytes)}{note}")
     return 0
 
 
 def cmd_checkout(args) -> int:
-    from .data import checkout
+    from ..data import checkout
 
-    r = checkout(args.ref, args.dest, store=args.store, paths=args.path or None, progress=_bar(args))
-    _out(args, r.to_dict(), f"{r.version.ref}: {count(r.files, 'file')}, {count(r.links, 'link')}, "
-                            f"{human_bytes(r.bytes)} -> {r.dest}")
+    r = checkout(args.ref, args.dest, store=args.store, paths=args.path or None, progress=bar(args))
+    out(args, r.to_dict(), f"{r.version.ref}: {count(r.files, 'file')}, {count(r.links, 'link')}, "
+                           f"{human_bytes(r.bytes)} -> {r.dest}")
     return 0
 
 
@@ -55,63 +40,52 @@ def _print_changes(d) -> None:
 
 
 def cmd_diff(args) -> int:
-    from .data import diff
+    from ..data import diff
 
-    d = diff(args.a, args.b, store=args.store, progress=_bar(args))
-    if args.json:
-        _out(args, d.to_dict(), "")
-    else:
+    d = diff(args.a, args.b, store=args.store, progress=bar(args))
+    if not out(args, d.to_dict()):
         print(d.summary())
         _print_changes(d)
     return 1 if args.exit_code and not d.identical else 0
 
 
 def cmd_status(args) -> int:
-    from .data import status
+    from ..data import status
 
-    d = status(args.name, args.dir, store=args.store, progress=_bar(args))
-    if args.json:
-        _out(args, d.to_dict(), "")
-    elif d.identical:
+    d = status(args.name, args.dir, store=args.store, progress=bar(args))
+    code = 1 if args.exit_code and not d.identical else 0
+    if out(args, d.to_dict()):
+        return code
+    if d.identical:
         print(f"no changes: {d.b} matches {d.a} ({count(d.unchanged, 'entry', 'entries')})")
-    else:
-        print(f"{d.b} since {d.a}: {len(d.added)} added, {len(d.removed)} removed, "
-              f"{len(d.modified)} modified, {len(d.renamed)} renamed, {d.unchanged} unchanged")
-        _print_changes(d)
-    return 1 if args.exit_code and not d.identical else 0
-
-
-def _table(header: list[str], rows: list[list[str]], right: set[int]) -> None:
-    """Print columns as wide as their widest cell; the columns in ``right`` right-aligned."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
-        print("  ".join(cells).rstrip())
+        return code
+    print(f"{d.b} since {d.a}: {len(d.added)} added, {len(d.removed)} removed, "
+          f"{len(d.modified)} modified, {len(d.renamed)} renamed, {d.unchanged} unchanged")
+    _print_changes(d)
+    return code
 
 
 def cmd_list(args) -> int:
-    from .data import datasets, open_store
+    from ..data import datasets, open_store
 
     rows = datasets(store=args.store)
-    if args.json:
-        _out(args, [r.to_dict() for r in rows], "")
-    elif not rows:
+    if out(args, [r.to_dict() for r in rows]):
+        return 0
+    if not rows:
         print(f"no datasets in {open_store(args.store).root}")
-    else:
-        _table(["NAME", "VERSIONS", "LATEST", "SIZE", "FILES", "CREATED (UTC)", "MESSAGE"],
-               [[r.name, str(r.versions), r.latest.ref, human_bytes(r.latest.bytes),
-                 count(r.latest.files, "file"), r.latest.created[:16].replace("T", " "),
-                 r.latest.message or ""] for r in rows], right={1, 3})
+        return 0
+    table(["NAME", "VERSIONS", "LATEST", "SIZE", "FILES", "CREATED (UTC)", "MESSAGE"],
+          [[r.name, str(r.versions), r.latest.ref, human_bytes(r.latest.bytes),
+            count(r.latest.files, "file"), r.latest.created[:16].replace("T", " "),
+            r.latest.message or ""] for r in rows], right={1, 3})
     return 0
 
 
 def cmd_log(args) -> int:
-    from .data import log
+    from ..data import log
 
     vs = log(args.name, store=args.store)
-    if args.json:
-        _out(args, [v.to_dict() for v in vs], "")
-    else:
+    if not out(args, [v.to_dict() for v in vs]):
         for v in vs:
             msg = f"  {v.message}" if v.message else ""
             print(f"{v.ref:<16} {v.id[:16]}  {v.created[:19]}  {count(v.files, 'file'):>11} "
@@ -129,12 +103,10 @@ def _problem_line(p: dict) -> str:
 
 
 def cmd_verify(args) -> int:
-    from .data import verify
+    from ..data import verify
 
-    r = verify(store=args.store, sample=args.sample, progress=_bar(args))
-    if args.json:
-        _out(args, r.to_dict(), "")
-    else:
+    r = verify(store=args.store, sample=args.sample, progress=bar(args))
+    if not out(args, r.to_dict()):
         print(f"checked {count(r.chunks_checked, 'chunk')} ({human_bytes(r.bytes_checked)}) in "
               f"{count(r.packs, 'pack')}, {count(r.versions, 'version')}: "
               f"{'OK' if r.ok else count(len(r.problems), 'PROBLEM', 'PROBLEMS')}")
@@ -147,30 +119,24 @@ def cmd_verify(args) -> int:
 
 
 def cmd_gc(args) -> int:
-    from .data import gc
+    from ..data import gc
 
     r = gc(store=args.store, keep=args.keep, keep_last=args.keep_last, grace=args.grace,
            dry_run=args.dry_run)
     d = r.to_dict()
     what = "would remove" if args.dry_run else "removed"
-    _out(args, d, f"{what}: {count(len(r.versions_deleted), 'version')}, "
-                  f"{count(r.packs_deleted, 'pack')}, {count(r.temporaries_removed, 'temporary', 'temporaries')}; "
-                  f"repacked {count(r.packs_repacked, 'pack')}; {human_bytes(r.bytes_freed)} freed")
+    out(args, d, f"{what}: {count(len(r.versions_deleted), 'version')}, "
+                 f"{count(r.packs_deleted, 'pack')}, {count(r.temporaries_removed, 'temporary', 'temporaries')}; "
+                 f"repacked {count(r.packs_repacked, 'pack')}; {human_bytes(r.bytes_freed)} freed")
     return 0
 
 
 def add_parser(sub, parser_class) -> None:
-    data = sub.add_parser(
-        "data", help="version datasets: snapshot, checkout, diff, status, list, log, verify, gc",
-        description="Version datasets in a content-addressed, deduplicated store. "
-        "References: NAME:vN, NAME@latest, NAME (its latest), or a unique id prefix.")
-    dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=parser_class)
-    data.set_defaults(func=lambda a: (data.print_help(), 2)[1])
-
-    def common(p, json_help="print the result as JSON"):
-        p.add_argument("--store", default=None,
-                       help="store root: a path or pyarrow.fs URI (default $MLOPS_HOME or ./.mlops)")
-        p.add_argument("--json", action="store_true", help=json_help)
+    dsub = add_group(
+        sub, "data", "version datasets: snapshot, checkout, diff, status, list, log, verify, gc",
+        "Version datasets in a content-addressed, deduplicated store. "
+        "References: NAME:vN, NAME@latest, NAME (its latest), or a unique id prefix.",
+        "data_command", parser_class)
 
     p = dsub.add_parser("snapshot", help="snapshot a directory or file as a new version",
                         description="Snapshot PATH (a directory or a file) as the next version of "
@@ -180,7 +146,7 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("--name", "-n", required=True, help="dataset name (letters, digits, . _ -)")
     p.add_argument("--message", "-m", default=None, help="a note stored with the version")
     p.add_argument("--workers", type=int, default=None, help="reader threads (default: cores - 1)")
-    common(p)
+    add_common(p)
     p.set_defaults(func=cmd_snapshot)
 
     p = dsub.add_parser("checkout", help="write a version's files into a directory",
@@ -190,7 +156,7 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("ref", help="version reference (NAME:vN, NAME@latest, NAME or an id prefix)")
     p.add_argument("dest", help="destination directory (created if missing)")
     p.add_argument("--path", action="append", help="restore only this file or directory (repeatable)")
-    common(p)
+    add_common(p)
     p.set_defaults(func=cmd_checkout)
 
     p = dsub.add_parser("diff", help="files added, removed, modified, renamed between two versions",
@@ -202,7 +168,7 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("a", help="old side: version reference or ./directory")
     p.add_argument("b", help="new side: version reference or ./directory")
     p.add_argument("--exit-code", action="store_true", help="exit 1 if A and B differ")
-    common(p)
+    add_common(p)
     p.set_defaults(func=cmd_diff)
 
     p = dsub.add_parser("status", help="what changed in a directory since its latest version",
@@ -216,20 +182,20 @@ def add_parser(sub, parser_class) -> None:
                    help="dataset name or any version reference (default: see above)")
     p.add_argument("dir", nargs="?", default=".", help="working directory (default: .)")
     p.add_argument("--exit-code", action="store_true", help="exit 1 if DIR has changes")
-    common(p)
+    add_common(p)
     p.set_defaults(func=cmd_status)
 
     p = dsub.add_parser("list", help="every dataset with its latest version, size and date",
                         description="List every dataset of the store with its number of versions "
                         "and its latest version: size, files, when it was made and its message.")
-    common(p)
+    add_common(p)
     p.set_defaults(func=cmd_list)
 
     p = dsub.add_parser("log", help="the versions of a dataset, newest first",
                         description="List the versions of dataset NAME, newest first, with who "
                         "made each one, where and when.")
     p.add_argument("name", help="dataset name")
-    common(p)
+    add_common(p)
     p.set_defaults(func=cmd_log)
 
     p = dsub.add_parser("verify", help="re-hash stored chunks; exit 1 on damage",
@@ -240,7 +206,7 @@ def add_parser(sub, parser_class) -> None:
                         "intact versions. Exit 0 if the store is sound, 1 if not. A progress bar "
                         "(chunks) is drawn when stderr is a terminal.")
     p.add_argument("--sample", type=float, default=None, help="re-hash only this fraction of chunks")
-    common(p)
+    add_common(p)
     p.set_defaults(func=cmd_verify)
 
     p = dsub.add_parser("gc", help="remove versions not kept and data nothing references",
@@ -253,7 +219,7 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("--grace", type=float, default=3600.0,
                    help="seconds; younger packs and temporaries are left alone (default 3600)")
     p.add_argument("--dry-run", action="store_true", help="report, change nothing")
-    common(p)
+    add_common(p)
     p.set_defaults(func=cmd_gc)
 
 

@@ -1,0 +1,7 @@
+"""``python -m engine.cli ...`` runs the ``mlops`` command."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())
