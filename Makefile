@@ -35,8 +35,11 @@ demo: install
 	$(VENV)/bin/mlops demo
 
 test: install-dev install-torch
-	# engine/chunking.py is a deprecated alias whose every attribute warns: no doctests there
-	$(PY) -m pytest --doctest-modules engine kernels -q --ignore=engine/chunking.py
+	# engine/chunking.py is a deprecated alias whose every attribute warns: no doctests there.
+	# Doctests import kernels/ as a top-level package `kernels`: their numba compilations go to a
+	# cache of their own, or later processes would find cache entries naming module `kernels.*`.
+	NUMBA_CACHE_DIR=$(abspath $(VENV))/numba-doctest-cache \
+		$(PY) -m pytest --doctest-modules engine kernels -q --ignore=engine/chunking.py
 	$(PY) -m pytest
 
 lint: install-dev
