@@ -12,12 +12,9 @@ parser is built: every command builds this module's parser.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from typing import TYPE_CHECKING
 
@@ -45,6 +42,8 @@ def check_workdir(path, what: str = "workdir") -> str:
 
 
 def _tree_digest(root: str) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     for dp, dirs, fs in os.walk(root):
         dirs.sort()
@@ -150,6 +149,9 @@ def run_demo(size_mib: int = 64, workdir: str | None = None, seed: int = 0,
     It narrates on stdout, or with ``as_json`` prints only one JSON summary of what it
     did and found (versions, diff, checkout, verify, registry, drift).
     """
+    import shutil
+    import tempfile
+
     import numpy as np
 
     from .. import data as D

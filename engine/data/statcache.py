@@ -20,6 +20,7 @@ import socket
 import pyarrow as pa
 
 from .. import config
+from ..store.arrow_build import numpy_from_array, table_from_columns
 from ..store.fs import LocalFS
 
 RACY_NS = 2_000_000_000
@@ -52,13 +53,17 @@ class StatCache:
             t = pa.ipc.open_file(data).read_all()
         except (FileNotFoundError, pa.ArrowInvalid, OSError):
             return  # a missing or damaged cache is just a cold cache
-        cols = t.to_pydict()
-        for i, path in enumerate(cols["path"]):
-            self.entries[path] = (
-                (cols["size"][i], cols["mtime_ns"][i], cols["ctime_ns"][i], cols["ino"][i], cols["dev"][i]),
-                cols["file_id"][i],
-                [(c["id"], c["length"]) for c in cols["chunks"][i]],
-            )
+        if not t.schema.equals(SCHEMA):
+            return  # another layout: a cold cache too
+        cols = t.drop_columns(["chunks"]).to_pydict()
+        # the chunk lists from their flat columns: to_pydict would build a dict per chunk
+        chunks = t.column("chunks").combine_chunks()
+        ids, lengths = (f.to_pylist() for f in chunks.values.flatten())
+        offsets = numpy_from_array(chunks.offsets).tolist()
+        keys = zip(cols["size"], cols["mtime_ns"], cols["ctime_ns"], cols["ino"], cols["dev"])
+        for i, (path, key, fid) in enumerate(zip(cols["path"], keys, cols["file_id"])):
+            lo, hi = offsets[i], offsets[i + 1]
+            self.entries[path] = (key, fid, list(zip(ids[lo:hi], lengths[lo:hi])))
 
     def get(self, path: str, st: os.stat_result):
         e = self.entries.get(path)
@@ -68,7 +73,10 @@ class StatCache:
 
     def save(self, files: list[tuple[str, os.stat_result, bytes, list]], started_ns: int) -> None:
         rows = [(p, st, fid, ch) for p, st, fid, ch in files if st.st_mtime_ns < started_ns - RACY_NS]
-        t = pa.Table.from_pydict({
+        if len(rows) == len(self.entries) and all(
+                self.entries.get(p) == (stat_key(st), fid, ch) for p, st, fid, ch in rows):
+            return  # the cache already says exactly this (an unchanged tree): no rewrite
+        t = table_from_columns({
             "path": [r[0] for r in rows],
             "size": [r[1].st_size for r in rows],
             "mtime_ns": [r[1].st_mtime_ns for r in rows],
@@ -76,8 +84,8 @@ class StatCache:
             "ino": [r[1].st_ino for r in rows],
             "dev": [r[1].st_dev for r in rows],
             "file_id": [r[2] for r in rows],
-            "chunks": [[{"id": i, "length": n} for i, n in r[3]] for r in rows],
-        }, schema=SCHEMA)
+            "chunks": [r[3] for r in rows],  # (id, length) pairs
+        }, SCHEMA)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_file(sink, SCHEMA) as w:
             w.write_table(t)

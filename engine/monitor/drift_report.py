@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from ..store.arrow_build import table_from_rows
+
 P_TESTS = {"ks", "cvm", "chi2", "gtest", "mmd"}
 DEFAULT_THRESHOLDS = {
     "wasserstein_normed": 0.1, "psi": 0.1, "jensenshannon": 0.1, "jensenshannon_trigrams": 0.1,
@@ -154,7 +156,7 @@ def untestable_reason(cur, names, findings) -> str:
 def report(rows, findings, dists, meta, untestable: str, *, alpha, correction, share, missing,
            new_columns) -> DriftReport:
     """The :class:`DriftReport` of decided ``rows`` (in report order)."""
-    table = pa.Table.from_pylist(rows, schema=TABLE_SCHEMA)
+    table = table_from_rows(rows, TABLE_SCHEMA)  # Table.from_pylist would import pandas
     columns = decide_columns(rows, findings, missing=missing, new_columns=new_columns,
                              correction=correction)
     verdict = decide_verdict(columns, share=share, alpha=alpha, correction=correction,

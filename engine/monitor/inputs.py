@@ -108,7 +108,9 @@ def _read_file(path: str):
     if low.endswith((".parquet", ".pq")):
         import pyarrow.parquet as pq
 
-        return pq.read_table(path)
+        # one file, not pq.read_table: that goes through pyarrow.dataset, which imports pandas
+        with pq.ParquetFile(path) as f:
+            return f.read()
     if low.endswith((".arrow", ".feather", ".ipc")):
         import pyarrow.feather as feather
 

@@ -89,6 +89,7 @@ def _numeric_matrix(data, names, columns=None):
     import pyarrow as pa
 
     from .profile import Profile
+    from .profile_inputs import InputColumn
 
     if isinstance(data, Profile):
         return None
@@ -99,6 +100,14 @@ def _numeric_matrix(data, names, columns=None):
         cols = data
     else:
         t = data if isinstance(data, (pa.Table, pa.RecordBatch)) else pa.Table.from_pandas(data)
-        cols = {n: t.column(n).to_numpy(zero_copy_only=False) for n in names}
+        # as profiling reads them (nulls as NaN), and without to_numpy, which imports pandas
+        cols = {n: InputColumn(n, arrow=_chunked(t.column(n))).float64() for n in names}
     m = np.column_stack([np.asarray(cols[n], dtype=np.float64) for n in names])
     return m[np.isfinite(m).all(axis=1)]
+
+
+def _chunked(col):
+    """A record batch's column (an Array) as a table's (a ChunkedArray)."""
+    import pyarrow as pa
+
+    return pa.chunked_array([col]) if isinstance(col, pa.Array) else col

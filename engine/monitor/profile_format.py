@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import pyarrow as pa
 
+from ..store.arrow_build import array_from_list, array_from_numpy, list_array, numpy_from_array
 from .profile_base import FORMAT, InvalidColumn
 from .profile_categorical import CategoricalColumn
 from .profile_numeric import NumericColumn
@@ -40,11 +41,9 @@ def _list_array(arrays: list, typ: pa.DataType, dtype) -> pa.Array:
     lengths = np.array([0 if a is None else len(a) for a in arrays], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     parts = [np.asarray(a, dtype=dtype) for a in arrays if a is not None]
-    values = pa.array(np.concatenate(parts) if parts else np.zeros(0, dtype))
-    mask = pa.array([a is None for a in arrays], type=pa.bool_())
-    cls = pa.LargeListArray if pa.types.is_large_list(typ) else pa.ListArray
-    off = pa.array(offsets, type=pa.int64() if cls is pa.LargeListArray else pa.int32())
-    return cls.from_arrays(off, values, mask=mask)
+    # from buffers: pyarrow.array would import pandas
+    values = array_from_numpy(np.concatenate(parts) if parts else np.zeros(0, dtype))
+    return list_array(typ, offsets, values, valid=[a is not None for a in arrays])
 
 
 class Profile:
@@ -121,10 +120,10 @@ class Profile:
         """
         cols = list(self.columns.values())
         data = {
-            "name": pa.array([c.name for c in cols], type=pa.string()),
-            "kind": pa.array([c.kind for c in cols], type=pa.string()),
-            "stats": pa.array([json.dumps(c.stored_scalars(), allow_nan=False) for c in cols],
-                              type=pa.string()),
+            "name": array_from_list([c.name for c in cols], pa.string()),
+            "kind": array_from_list([c.kind for c in cols], pa.string()),
+            "stats": array_from_list([json.dumps(c.stored_scalars(), allow_nan=False)
+                                      for c in cols], pa.string()),
         }
         for field, (typ, dtype) in _LISTS.items():
             data[field] = _list_array([c.stored_arrays().get(field) for c in cols], typ, dtype)
@@ -164,9 +163,9 @@ class Profile:
         arrays = {}
         for field, (_, dtype) in _LISTS.items():
             col = table.column(field).combine_chunks()
-            offsets = col.offsets.to_numpy()
-            values = col.values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-            valid = col.is_valid().to_numpy(zero_copy_only=False)
+            offsets = numpy_from_array(col.offsets)  # not to_numpy: that imports pandas
+            values = numpy_from_array(col.values, dtype)
+            valid = numpy_from_array(col.is_valid())
             arrays[field] = [values[offsets[i]:offsets[i + 1]] if valid[i] else None
                              for i in range(len(col))]
         columns = {}

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..store.arrow_build import array_from_numpy, numpy_from_array
 from .profile_base import INFER_DISTINCT_RATIO, INFER_MIN_DISTINCT, INFER_TEXT_MIN_LENGTH, KINDS
 from .profile_categorical import as_strings, value_counts
 
@@ -86,7 +87,7 @@ class InputColumn:
         if self.arrow is None:
             a = self.array if self.array is not None else self.matrix[:, self.j]
             return a.astype(np.float64, copy=False)
-        parts = [_numeric_chunk(c).to_numpy(zero_copy_only=False) for c in self.arrow.chunks]
+        parts = [numpy_from_array(_numeric_chunk(c)) for c in self.arrow.chunks]
         x = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0)
         return x.astype(np.float64, copy=False)
 
@@ -98,7 +99,7 @@ class InputColumn:
             return
         pos = 0
         for c in self.arrow.chunks:
-            part = _numeric_chunk(c).to_numpy(zero_copy_only=False)
+            part = numpy_from_array(_numeric_chunk(c))
             out[pos:pos + len(part)] = part
             pos += len(part)
 
@@ -106,7 +107,7 @@ class InputColumn:
         if self.arrow is not None:
             return self.arrow
         a = self.array if self.array is not None else self.matrix[:, self.j]
-        return pa.chunked_array([pa.array(a)])
+        return pa.chunked_array([array_from_numpy(a)])
 
 
 def _is_string_type(t) -> bool:

@@ -44,6 +44,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..store.arrow_build import numpy_from_array
+
 SCRIPTS = ("Latin", "Cyrillic", "Greek", "Arabic", "Hebrew", "Devanagari", "Thai", "Hangul",
            "Hiragana", "Katakana", "Han", "Common", "Other")
 _S = {name: i for i, name in enumerate(SCRIPTS)}
@@ -313,7 +315,7 @@ def text_features(arr, n_buckets: int = 4096) -> TextFeatures:
     lengths: list[np.ndarray] = []
     for c in _string_chunks(arr):
         offsets, data = _offsets_and_data(c)
-        chars = np.asarray(pc.utf8_length(c).to_numpy(zero_copy_only=False), dtype=np.int64)
+        chars = numpy_from_array(pc.utf8_length(c), np.int64)
         n = len(offsets) - 1
         lo = 0
         while lo < n:  # slices of about CHUNK_BYTES bytes (at least one string)

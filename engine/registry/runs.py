@@ -20,6 +20,7 @@ import uuid
 import pyarrow as pa
 
 from ..env import current as current_env
+from ..store.arrow_build import table_from_columns
 from ..store.store import now_iso
 from .errors import RunFinished
 from .models import json_value
@@ -172,8 +173,8 @@ class Run:
         self._last_flush = time.monotonic()
         if not self._keys:
             return
-        t = pa.table({"key": self._keys, "step": self._steps, "value": self._values,
-                      "time": self._times}, schema=METRIC_SCHEMA)
+        t = table_from_columns({"key": self._keys, "step": self._steps, "value": self._values,
+                                "time": self._times}, METRIC_SCHEMA)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_file(sink, t.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
             w.write_table(t)

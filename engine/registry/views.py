@@ -9,6 +9,7 @@ import re
 
 import pyarrow as pa
 
+from ..store.arrow_build import scalar_from_value
 from .errors import UnknownReference
 from .index import node
 from .models import ModelVersion
@@ -73,7 +74,7 @@ def metric_history(reg, run_id: str, key: str | None = None) -> pa.Table:
     if key is not None:
         import pyarrow.compute as pc
 
-        t = t.filter(pc.equal(t.column("key"), key))
+        t = t.filter(pc.equal(t.column("key"), scalar_from_value(key, pa.string())))
     return t
 
 

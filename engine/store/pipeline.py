@@ -267,8 +267,10 @@ def _result(ends: np.ndarray, digests: bytes, output: str):
         return out
     import pyarrow as pa
 
+    from .arrow_build import array_from_numpy  # pyarrow.array would import pandas
+
     ids = pa.FixedSizeBinaryArray.from_buffers(pa.binary(ID_SIZE), n, [None, pa.py_buffer(digests)])
-    return pa.Table.from_arrays([pa.array(offsets), pa.array(lengths), ids],
+    return pa.Table.from_arrays([array_from_numpy(offsets), array_from_numpy(lengths), ids],
                                 names=["offset", "length", "id"])
 
 
