@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 PIP_FLAGS ?= -q --disable-pip-version-check
 BENCH_SIZE ?= 1GiB
 
-.PHONY: demo test bench bench-data bench-peers bench-registry bench-drift-peers bench-drift-large lint venv install install-dev install-torch clean
+.PHONY: demo test bench bench-startup bench-data bench-peers bench-registry bench-drift-peers bench-drift-large lint venv install install-dev install-torch clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,10 +48,16 @@ lint: install-dev
 bench: install-dev
 	$(PY) bench/bench_cdc.py --size $(BENCH_SIZE)
 	$(PY) bench/bench_import.py
+	$(PY) bench/bench_startup.py
 	$(PY) bench/bench_index.py
 	$(PY) bench/bench_drift_kernels.py
 	$(PY) bench/bench_drift.py
 	$(PY) -m pytest bench -q --benchmark-columns=min,mean,max,ops
+
+# CLI start-up: an unchanged re-snapshot of 2,000 files, `mlops data log`, `mlops model list`,
+# each a fresh process beside `python -c pass` (about 10 s).
+bench-startup: install-dev
+	$(PY) bench/bench_startup.py
 
 # Peers for bench-data: restic (apt) and dvc (pip, in its own .venv-peers).
 bench-peers:

@@ -5,9 +5,9 @@ Layout under the store root (format_version 1, see docs/formats.md)::
     registry/log/<seq // 10000, 10 digits>/<seq, 20 digits>.json   one commit each
     registry/checkpoints/<last seq, 20 digits>.arrow                commits first..last
 
-A commit is created with put-if-absent (a fsynced temporary hard-linked to its
-name), so a number is taken exactly once and a half-written commit is never
-visible. Every writer commits ``head + 1`` after reading the state at ``head``;
+A commit is created with put-if-absent (a fsynced temporary, unnamed where the
+file system allows, hard-linked to its name, then the directory fsynced), so a
+number is taken exactly once and a half-written commit is never visible. Every writer commits ``head + 1`` after reading the state at ``head``;
 losing the race means re-reading and retrying, which makes alias moves and
 promotion gates compare-and-set. Commit files are never deleted: a deleted
 number could be taken again by a writer that read an older head.
@@ -28,6 +28,7 @@ import time
 import blake3
 import pyarrow as pa
 
+from ..store.arrow_build import table_from_columns
 from ..store.store import now_iso, who
 from .errors import RegistryCorruption, RegistryFormatError
 
@@ -161,8 +162,8 @@ class CommitLog:
         first, last = rows[0][0], rows[-1][0]
         meta = {"format": "mlops-engine registry checkpoint", "format_version": str(FORMAT_VERSION),
                 "first": str(first), "last": str(last)}
-        t = pa.table({"seq": [s for s, _ in rows], "commit": [c for _, c in rows]},
-                     schema=CHECKPOINT_SCHEMA.with_metadata(meta))
+        t = table_from_columns({"seq": [s for s, _ in rows], "commit": [c for _, c in rows]},
+                               CHECKPOINT_SCHEMA.with_metadata(meta))
         sink = pa.BufferOutputStream()
         with pa.ipc.new_file(sink, t.schema,
                              options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:

@@ -122,7 +122,8 @@ class PackWriter:
     """Appends chunk records to packs of at most ``max_bytes`` and publishes them.
 
     Each finished pack is fsynced and published (pack renamed into place, then its
-    index) on a background thread, while the next pack is being written. Call
+    index) on a background thread, while the next pack is being written; a writer's
+    only pack is published by :meth:`close` in the calling thread. Call
     :meth:`close` to finish the last pack and wait until every pack is durable.
     Nothing is visible to readers before its index is published.
     """
@@ -168,10 +169,23 @@ class PackWriter:
                 self._finish_pack()
 
     def _finish_pack(self) -> None:
+        """Hand the current pack to the background thread (called holding the lock)."""
+        self._pending.append(self._pool.submit(self._publish, *self._take_pack()))
+
+    def _take_pack(self) -> tuple:
+        """(file, temporary key, entries) of the current pack, which is closed to adds."""
         f, tmp, entries = self._file, self._tmp, self._entries
         self._file = None
         if self.fs.local:
-            f.flush()
+            try:
+                f.flush()
+            except BaseException:  # a full disk: abort() cannot see this pack any more
+                try:
+                    f.close()
+                except Exception:
+                    pass
+                self.fs.delete(tmp)
+                raise
         arr = np.zeros(len(entries), dtype=ENTRY_DTYPE)
         if entries:
             arr["id"] = np.frombuffer(b"".join(e[0] for e in entries), np.uint8).reshape(-1, 32)
@@ -179,9 +193,31 @@ class PackWriter:
             arr["stored"] = [e[2] for e in entries]
             arr["raw"] = [e[3] for e in entries]
             arr["codec"] = [e[4] for e in entries]
-        self._pending.append(self._pool.submit(self._publish, f, tmp, arr))
+        return f, tmp, arr
 
     def _publish(self, f, tmp: str, entries: np.ndarray) -> None:
+        """Make a finished pack durable and publish it: three fsyncs.
+
+        1. fsync the pack under its temporary name: its bytes are durable before any
+           name of it can be.
+        2. Rename it into ``packs/xx/``: a pack without an index is not published (a
+           crash from here on leaves garbage that ``gc`` removes, never a dangling
+           object).
+        3. ``write_atomic`` of the index: its bytes are fsynced under a temporary name,
+           renamed to ``<id>.idx`` (this publishes the pack), then ``packs/xx/`` is
+           fsynced. That one directory fsync makes both renames durable, the pack's
+           and the index's, because both names are in that directory: a second fsync
+           of it (there was one) adds nothing. The index's rename is issued after the
+           pack's, and metadata in one directory reaches the disk in that order on the
+           file systems the store runs on (journaled: ext4, XFS, Lustre's and GPFS's
+           servers; NFS renames are synchronous), so a crash cannot keep the index's
+           name without the pack's.
+
+        No version names a chunk before ``close()`` returns (records and commits are
+        written afterwards), and ``close()`` returns only after step 3: every byte a
+        record or commit names is durable before the record or commit exists. A
+        ``packs/xx/`` directory made here is fsynced into ``packs/`` first.
+        """
         pack_id = None
         try:
             try:
@@ -191,9 +227,9 @@ class PackWriter:
                 f.close()
             index = encode_index(entries)
             pack_id = blake3.blake3(index).hexdigest()[:32]
+            self.fs.makedirs(f"packs/{pack_id[:2]}")  # durable: a new one is fsynced into packs/
             self.fs.rename(tmp, pack_key(pack_id, "pack"))
             self.fs.write_atomic(pack_key(pack_id, "idx"), index)  # publishes the pack
-            self.fs.fsync_dir(f"packs/{pack_id[:2]}")
         except BaseException as exc:
             # Nothing of a pack that failed to publish may stay behind (on a full
             # disk least of all). No version can reference it yet (records are written
@@ -211,10 +247,19 @@ class PackWriter:
 
     def close(self) -> list[tuple[str, np.ndarray]]:
         """Finish the current pack and wait until every pack is published and durable."""
+        last = None
         with self._lock:
             if self._file is not None:
-                self._finish_pack()
+                if self._pending:
+                    self._finish_pack()
+                else:
+                    # The only pack of this writer (a registration, a small snapshot) is
+                    # published in this thread: close() waits for it anyway, and starting
+                    # the background thread for it cost about 0.1 ms.
+                    last = self._take_pack()
         try:
+            if last is not None:
+                self._publish(*last)  # outside the lock, which _publish takes
             for fut in self._pending:
                 fut.result()  # re-raises ENOSPC and friends
         finally:
