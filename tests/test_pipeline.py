@@ -77,6 +77,28 @@ def test_large_buffers_are_cut_in_blocks_with_the_same_result(st, monkeypatch, b
     assert st.get_blob(blob) == data
 
 
+@pytest.mark.parametrize("workers", [None, 1, 2])
+def test_a_buffer_cut_on_every_core_gives_the_serial_cuts_and_ids(st, monkeypatch, workers):
+    # Above PARALLEL_CUT_BYTES the candidate scan runs on the pool and the spans are hashed
+    # (and packed) there; lowered here so that several scan blocks and spans are in play.
+    import blake3
+
+    from engine.kernels import cut_points
+
+    monkeypatch.setattr(P, "PARALLEL_CUT_BYTES", 1 << 20)
+    data = random_bytes(6_000_000, 9)
+    c = P.Chunker(SMALL)
+    serial = np.concatenate([c.update(data), c.finish()])
+    want = [(blake3.blake3(data[a:b]).digest(), b - a) for a, b in zip([0, *serial[:-1]], serial)]
+    t = P.chunk_bytes(data, SMALL, workers=workers, block_size=700_000, output="numpy")
+    assert (t["offset"] + t["length"] == serial).all()
+    assert (t["offset"] + t["length"] == cut_points(data, SMALL)).all()
+    assert [(bytes(r["id"]), int(r["length"])) for r in t] == want
+    with P.ChunkSink(st, parallel=True) as sink:
+        blob = sink.put_bytes(data, workers=workers)
+    assert blob_pairs(blob) == want and st.get_blob(blob) == data
+
+
 def test_small_chunks_use_the_metadata_sizes(st):
     data = random_bytes(200_000, 4)
     with P.ChunkSink(st) as sink:
