@@ -141,6 +141,17 @@ def test_a_file_gives_the_ids_of_chunk_bytes_for_any_block_size(st, tmp_path, mo
     assert b"".join(st.read_chunk(c) for c, _ in stored.chunks) == data
 
 
+def test_small_files_around_the_minimum_chunk_size(tmp_path):
+    # Files up to min_size skip the chunker (one chunk, whatever the bytes): the same
+    # chunks as chunk_bytes on each side of that size.
+    m = SMALL.min_size
+    for n in (1, 2, m - 1, m, m + 1, 3 * m):
+        data = random_bytes(n, n)
+        path = tmp_path / f"f{n}"
+        path.write_bytes(data)
+        assert P.read_file(str(path), params=SMALL).chunks == ids_of(data), n
+
+
 def test_a_file_that_is_a_symlink_or_missing(tmp_path):
     (tmp_path / "t").write_bytes(b"x")
     os.symlink(tmp_path / "t", tmp_path / "link")

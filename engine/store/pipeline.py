@@ -487,18 +487,25 @@ def read_file(path: str, sink=None, params: CdcParams | None = None, *, tries: i
             st0 = os.fstat(fd)
             block = READ_BLOCK
             buf = _read_buffer(block)
-            s = _Stream(params, sink)
-            total = 0
-            # Read no further than the size seen at open: a file that grows while it is
-            # read (a live log) must not keep this loop going; the stat check below sees
-            # the growth and reads it again.
-            while total < st0.st_size:
-                n = f.readinto(buf[:min(block, st0.st_size - total)])
-                if not n:
-                    break
-                total += n
-                s.update(buf[:n])  # hashed and offered before the buffer is reused
-            _, ids = s.finish()
+            if 0 < st0.st_size <= params.min_size:
+                # One chunk whatever the bytes (no cut falls before min_size): a small file
+                # skips the chunker, which costs more than hashing it.
+                total = f.readinto(buf[:st0.st_size])
+                ids, lengths = _hash_offer([buf[:total]], sink), [total]
+            else:
+                s = _Stream(params, sink)
+                total = 0
+                # Read no further than the size seen at open: a file that grows while it
+                # is read (a live log) must not keep this loop going; the stat check below
+                # sees the growth and reads it again.
+                while total < st0.st_size:
+                    n = f.readinto(buf[:min(block, st0.st_size - total)])
+                    if not n:
+                        break
+                    total += n
+                    s.update(buf[:n])  # hashed and offered before the buffer is reused
+                _, ids = s.finish()
+                lengths = s.lengths
             st1 = os.fstat(fd)
         try:
             st2 = os.stat(path, follow_symlinks=False)
@@ -507,7 +514,7 @@ def read_file(path: str, sink=None, params: CdcParams | None = None, *, tries: i
         if ((st0.st_size, st0.st_mtime_ns) == (st1.st_size, st1.st_mtime_ns)
                 == (st2.st_size, st2.st_mtime_ns) and st1.st_ino == st2.st_ino
                 and total == st1.st_size):
-            chunks = list(zip(ids, s.lengths))
+            chunks = list(zip(ids, lengths))
             return FileChunks(st1, file_id(chunks), chunks)
     raise FileChangedError(
         f"{path!r} kept changing while it was read ({tries} tries); "
