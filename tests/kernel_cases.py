@@ -239,15 +239,22 @@ def _sort_packed_outputs(result, args):
 # ---------------------------------------------------------------------------
 
 
-@functools.cache
-def _count_tables() -> list[tuple[str, tuple]]:
-    rng = np.random.default_rng(3)
+def random_count_tables(seed: int = 3) -> tuple[list, list]:
+    """Per column, reference and current category counts: 1 to 30 categories, 3 to 10**6
+    observations a side, current proportions drawn near the reference's."""
+    rng = np.random.default_rng(seed)
     ref, cur = [], []
     for k, n_r, n_c in [(2, 40, 50), (2, 3, 4), (3, 100, 80), (5, 1000, 900), (12, 50, 5000),
                         (30, 10_000, 20_000), (2, 10**6, 10**6), (1, 5, 7)]:
         p = rng.dirichlet(np.ones(k))
         ref.append(rng.multinomial(n_r, p).astype(float))
         cur.append(rng.multinomial(n_c, rng.dirichlet(np.ones(k) * 5) * 0.3 + p * 0.7).astype(float))
+    return ref, cur
+
+
+@functools.cache
+def _count_tables() -> list[tuple[str, tuple]]:
+    ref, cur = random_count_tables()
     adv_ref = [np.array([10.0, 0.0, 5.0, 0.0]), np.array([0.0, 7.0, 3.0]), np.array([4.0, 0.0, 0.0]),
                np.array([1e15, 1.0, 0.0]), np.array([0.5, 0.25, 0.25]), np.array([5.0, 5.0])]
     adv_cur = [np.array([0.0, 0.0, 12.0, 3.0]), np.array([0.0, 2.0, 9.0]), np.array([1.0, 0.0, 2.0]),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kernel_cases import random_count_tables  # tests/ is on sys.path (conftest.py)
 
 from engine.kernels import drift as D
 from engine.kernels import reference as R
@@ -106,13 +107,7 @@ def test_cvm_matches_scipy(backend):
 
 
 def _tables(seed=3):
-    rng = np.random.default_rng(seed)
-    ref, cur = [], []
-    for k, n_r, n_c in [(2, 40, 50), (2, 3, 4), (3, 100, 80), (5, 1000, 900), (12, 50, 5000),
-                        (30, 10_000, 20_000), (2, 10**6, 10**6), (1, 5, 7)]:
-        p = rng.dirichlet(np.ones(k))
-        ref.append(rng.multinomial(n_r, p).astype(float))
-        cur.append(rng.multinomial(n_c, rng.dirichlet(np.ones(k) * 5) * 0.3 + p * 0.7).astype(float))
+    ref, cur = random_count_tables(seed)
     # categories missing from one side, from both sides, and dof == 1 after dropping
     ref += [np.array([10.0, 0.0, 5.0, 0.0]), np.array([0.0, 7.0, 3.0]), np.array([4.0, 0.0, 0.0])]
     cur += [np.array([0.0, 0.0, 12.0, 3.0]), np.array([0.0, 2.0, 9.0]), np.array([1.0, 0.0, 2.0])]
