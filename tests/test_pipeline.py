@@ -166,6 +166,7 @@ def test_a_tree_on_any_number_of_threads(st, tmp_path, workers, monkeypatch):
     sizes = [0, 10, 5000, 300_000, 70_000] * 6
     paths = write_tree(tmp_path / "tree", sizes, distinct=5)
     monkeypatch.setattr(P, "BATCH_FILES", 4)  # several batches in flight
+    monkeypatch.setattr(P, "INLINE_BELOW", 6000)  # small files in this thread, others on the pool
     with P.ChunkSink(st, parallel=workers > 1) as sink:
         got = dict(P.read_files(paths, sink.put_file, size=os.path.getsize, workers=workers))
     assert sorted(got) == sorted(paths)
@@ -174,6 +175,37 @@ def test_a_tree_on_any_number_of_threads(st, tmp_path, workers, monkeypatch):
         assert got[p].chunks == ids_of(data)
         assert b"".join(st.read_chunk(c) for c, _ in got[p].chunks) == data
     assert sink.new_bytes == sum(sizes) // 6  # the same bytes six times: stored once
+
+
+def test_read_files_keeps_small_files_in_the_calling_thread():
+    import threading
+
+    me = threading.current_thread()
+    sizes = [10, 5_000_000, 20, 7_000_000, 30, 9_000_000] * 5
+    items = list(enumerate(sizes))
+    got = list(P.read_files(items, lambda it: threading.current_thread(), size=lambda it: it[1],
+                            workers=2, inline_below=1000))
+    assert sorted(it for it, _ in got) == items  # each item exactly once
+    for (i, n), thread in got:
+        assert (thread is me) == (n < 1000), (i, n)
+    # all small: no thread at all; all big: none in this thread
+    assert all(t is me for _, t in P.read_files([(0, 1), (1, 2)], lambda it: threading.current_thread(),
+                                                size=lambda it: it[1], workers=3, inline_below=10))
+    assert not any(t is me for _, t in P.read_files([(0, 50)], lambda it: threading.current_thread(),
+                                                    size=lambda it: it[1], workers=3, inline_below=10))
+
+
+@pytest.mark.parametrize("bad", [0, 1])
+def test_read_files_raises_what_a_small_or_big_file_raised(bad):
+    sizes = [10, 5_000_000]
+
+    def read(n):
+        if n == sizes[bad]:
+            raise OSError(f"cannot read {n}")
+        return n
+
+    with pytest.raises(OSError, match=f"cannot read {sizes[bad]}"):
+        list(P.read_files(sizes, read, size=lambda n: n, workers=2, inline_below=1000))
 
 
 def test_file_workers_small_job_runs_in_the_calling_thread():

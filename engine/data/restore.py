@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..progress import Progress
 from ..store import StoreCorruption
-from ..store.pipeline import default_workers, file_id
+from ..store.pipeline import file_id, file_workers, read_files
 from .ingest import using_store
 from .manifest import check_safe_path
 from .version import Version, resolve
@@ -151,9 +150,9 @@ def checkout_manifest(st, man, label: str, dest, paths=None, progress=None, work
             raise
         return cols["size"][i]
 
-    with Progress(total, f"checkout {label}", enabled=progress) as bar, \
-            ThreadPoolExecutor(workers or max(2, default_workers() + 1)) as pool:
-        for n in pool.map(write_file, files):
+    nworkers = file_workers(total, len(files), workers)
+    with Progress(total, f"checkout {label}", enabled=progress) as bar:
+        for _, n in read_files(files, write_file, size=lambda i: cols["size"][i], workers=nworkers):
             bar.advance(n, files=1)
     for i in links:  # links last, so no file is ever written through a link we made
         rel = cols["path"][i]

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from ..progress import Progress
 from ..store import Store
-from ..store.pipeline import default_workers
+from ..store.pipeline import file_workers, read_files
 from . import ingest
 from .ingest import _manifest_entry, scan_source
 from .statcache import StatCache
@@ -56,10 +55,11 @@ def tree_entries(st: Store, path, progress: bool | None = False) -> dict[str, di
             done[e.rel] = (e.st, hit[0], hit[1])
     if todo:
         sink = _Discard()
-        with Progress(sum(e.st.st_size for e in todo), f"hashing {os.fspath(path)}",
-                      enabled=progress) as bar, \
-                ThreadPoolExecutor(min(len(todo), default_workers() + 1)) as pool:
-            for e, result in zip(todo, pool.map(lambda e: ingest._read_file(e, st, sink), todo)):
+        nbytes = sum(e.st.st_size for e in todo)
+        with Progress(nbytes, f"hashing {os.fspath(path)}", enabled=progress) as bar:
+            for e, result in read_files(todo, lambda e: ingest._read_file(e, st, sink),
+                                        size=lambda e: e.st.st_size,
+                                        workers=file_workers(nbytes, len(todo))):
                 done[e.rel] = result
                 bar.advance(e.st.st_size, files=1)
         cache.save([(e.rel, *done[e.rel]) for e in files], started_ns)
