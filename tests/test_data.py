@@ -233,6 +233,90 @@ def test_stat_cache_skips_reading_unchanged_files(tree, store, monkeypatch):
     assert (out / "sub" / "a.txt").read_text().startswith("ALPHA")
 
 
+def _count_builds(monkeypatch):
+    """Count manifest builds and file reads of the snapshots that follow."""
+    calls = {"build": 0, "read": []}
+    real_build, real_read = mf.build, snap_mod._read_file
+
+    def build(*a, **k):
+        calls["build"] += 1
+        return real_build(*a, **k)
+
+    monkeypatch.setattr(mf, "build", build)
+    monkeypatch.setattr(snap_mod, "_read_file",
+                        lambda e, *a, **k: calls["read"].append(e.rel) or real_read(e, *a, **k))
+    return calls
+
+
+def _age_links(root, seconds=100):
+    t = time.time() - seconds
+    for dp, _, fs in os.walk(root):
+        for f in fs:
+            if os.path.islink(os.path.join(dp, f)):
+                os.utime(os.path.join(dp, f), (t, t), follow_symlinks=False)
+
+
+def test_unchanged_tree_reuses_the_remembered_manifest(tree, store, monkeypatch):
+    age(tree)
+    _age_links(tree)
+    v1 = D.snapshot(tree, "ds", store=store)
+    calls = _count_builds(monkeypatch)
+    v = D.snapshot(tree, "ds", store=store)
+    assert v.ref == "ds:v1" and v.unchanged and v.id == v1.id
+    assert calls == {"build": 0, "read": []}  # no file read, no manifest built
+    b = D.snapshot(tree, "other", store=store)  # another name, same tree: same manifest
+    assert b.id == v1.id and b.record["manifest"] == v1.record["manifest"]
+    assert calls["build"] == 0
+    out = tree.parent / "o"
+    D.checkout("other", out, store=store)
+    assert same_tree(tree, out)
+
+
+def test_unchanged_tree_path_sees_a_retargeted_link_and_a_new_file(tree, store, monkeypatch):
+    age(tree)
+    _age_links(tree)
+    D.snapshot(tree, "ds", store=store)
+    calls = _count_builds(monkeypatch)
+    os.unlink(tree / "link")
+    os.symlink("run.sh", tree / "link")  # same name, other target: no file changed
+    v2 = D.snapshot(tree, "ds", store=store)
+    assert v2.ref == "ds:v2" and calls["build"] == 1 and calls["read"] == []
+    assert [e["path"] for e in D.diff("ds:v1", "ds:v2", store=store).modified] == ["link"]
+    assert os.readlink(D.checkout("ds:v2", tree.parent / "o2", store=store).dest + "/link") == "run.sh"
+    (tree / "sub" / "new.txt").write_text("new")
+    v3 = D.snapshot(tree, "ds", store=store)
+    assert v3.ref == "ds:v3" and calls["read"] == ["sub/new.txt"]
+    os.unlink(tree / "sub" / "new.txt")
+    v4 = D.snapshot(tree, "ds", store=store)
+    assert v4.id == v2.id and v4.ref == "ds:v4"
+
+
+def test_unchanged_tree_whose_chunks_gc_removed_is_stored_again(tree, store, tmp_path, monkeypatch):
+    age(tree)
+    _age_links(tree)
+    D.snapshot(tree, "a", store=store)  # the stat cache of `tree` remembers this manifest
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x").write_text("x")
+    D.snapshot(other, "a", store=store)
+    D.gc(store=store, keep_last=1, grace=0)  # a:v1 and its chunks are gone
+    calls = _count_builds(monkeypatch)
+    v = D.snapshot(tree, "b", store=store)
+    assert calls["build"] == 1 and "big.bin" in calls["read"]
+    out = tmp_path / "o"
+    D.checkout(v.ref, out, store=store)
+    assert same_tree(tree, out)
+    assert D.verify(store=store).ok
+
+
+def test_a_recent_link_keeps_the_tree_from_being_remembered(tree, store, monkeypatch):
+    age(tree)  # files old, links just made: racy
+    D.snapshot(tree, "ds", store=store)
+    calls = _count_builds(monkeypatch)
+    D.snapshot(tree, "ds", store=store)
+    assert calls["build"] == 1 and calls["read"] == []  # files from the cache, manifest rebuilt
+
+
 def test_racy_recent_files_are_not_cached(tree, store, monkeypatch):
     D.snapshot(tree, "ds", store=store)  # files written just now: too recent to trust
     calls = []

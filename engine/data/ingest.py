@@ -34,7 +34,7 @@ from ..store.pipeline import (
 from ..store.store import check_name, now_iso, who
 from . import manifest as mf
 from .roots import record as record_roots
-from .statcache import StatCache
+from .statcache import RACY_NS, StatCache, links_digest
 from .version import KIND, Version, latest
 
 __all__ = ["FileChangedError", "FileVanishedError", "StoredTree", "open_store", "scan_source",
@@ -180,7 +180,7 @@ def snapshot(source, name: str, message: str | None = None, *, store=None,
 class StoredTree:
     """A tree (or single file) whose chunks and manifest are in the store, not yet committed."""
 
-    manifest: pa.Table
+    manifest: pa.Table | None  # None when the stat cache vouched for the whole tree
     blob: dict  # the manifest's blob record
     id: str  # content id (mf.version_id)
     files: int  # manifest entries (files and links)
@@ -238,6 +238,12 @@ def store_tree(source, st: Store, label: str, progress=None, workers=None) -> St
     started_ns = time.time_ns()
     cache = StatCache(st, src)
     files = [e for e in entries if e.kind == "file"]
+    links = [(e.rel, e.target, e.st) for e in entries if e.kind == "symlink"]
+    tree = cache.unchanged_tree([(e.rel, e.st) for e in files], links)
+    if tree is not None and _all_stored(st, cache.chunk_ids(), tree["blob"]):
+        # the same files with the same stats as the last time: the same manifest
+        return StoredTree(None, tree["blob"], tree["id"], len(entries),
+                          sum(e.st.st_size for e in files), src, skipped, 0)
     done: dict[str, tuple] = {}
     for e in files:
         hit = cache.get(e.rel, e.st)
@@ -267,9 +273,21 @@ def store_tree(source, st: Store, label: str, progress=None, workers=None) -> St
                 bar.advance(fc.stat.st_size, files=1)
         man = mf.build([_manifest_entry(e, done) for e in entries])
         blob = sink.put_bytes(mf.to_bytes(man), small_chunks=True)
-    cache.save([(e.rel, *done[e.rel]) for e in files], started_ns)
-    return StoredTree(man, blob, mf.version_id(man), len(entries),
+    vid = mf.version_id(man)
+    cache.save([(e.rel, *done[e.rel]) for e in files], started_ns,
+               tree={"id": vid, "blob": blob, "links": links_digest(links)}
+               if all(lst.st_mtime_ns < started_ns - RACY_NS for _, _, lst in links) else None)
+    return StoredTree(man, blob, vid, len(entries),
                       sum(e.st.st_size for e in files), src, skipped, sink.new_bytes)
+
+
+def _all_stored(st: Store, ids, blob: dict) -> bool:
+    """Whether the store holds every chunk in ``ids`` and the chunks of the manifest
+    ``blob`` (gc may have dropped the versions a stat cache remembers)."""
+    mids = [bytes.fromhex(c) for c, _ in blob.get("chunks", [])]
+    need = np.concatenate([np.asarray(ids, np.uint8).reshape(-1, 32),
+                           np.frombuffer(b"".join(mids), np.uint8).reshape(-1, 32)])
+    return bool(st.index.contains(need).all()) if len(need) else True
 
 
 def _manifest_entry(e: _Entry, done: dict) -> dict:
