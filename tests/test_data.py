@@ -236,13 +236,13 @@ def test_stat_cache_skips_reading_unchanged_files(tree, store, monkeypatch):
 def _count_builds(monkeypatch):
     """Count manifest builds and file reads of the snapshots that follow."""
     calls = {"build": 0, "read": []}
-    real_build, real_read = mf.build, snap_mod._read_file
+    real_build, real_read = snap_mod._manifest, snap_mod._read_file
 
     def build(*a, **k):
         calls["build"] += 1
         return real_build(*a, **k)
 
-    monkeypatch.setattr(mf, "build", build)
+    monkeypatch.setattr(snap_mod, "_manifest", build)
     monkeypatch.setattr(snap_mod, "_read_file",
                         lambda e, *a, **k: calls["read"].append(e.rel) or real_read(e, *a, **k))
     return calls
@@ -315,6 +315,38 @@ def test_a_recent_link_keeps_the_tree_from_being_remembered(tree, store, monkeyp
     calls = _count_builds(monkeypatch)
     D.snapshot(tree, "ds", store=store)
     assert calls["build"] == 1 and calls["read"] == []  # files from the cache, manifest rebuilt
+
+
+def test_manifest_from_the_cache_equals_one_built_from_reading_everything(tree, store, tmp_path,
+                                                                          monkeypatch):
+    age(tree)
+    D.snapshot(tree, "ds", store=store)
+    (tree / "sub" / "a.txt").write_text("changed\n" * 500)  # one miss among hits, links between
+    (tree / "zz_new.bin").write_bytes(np.random.default_rng(5).bytes(300_000))
+    v = D.snapshot(tree, "ds", store=store)
+    monkeypatch.setenv("MLOPS_CACHE_DIR", str(tmp_path / "cold-cache"))  # nothing vouched for
+    fresh = D.snapshot(tree, "ds2", store=store)
+    assert fresh.id == v.id
+    assert v.manifest().equals(fresh.manifest())
+
+
+def test_chunk_lists_gather_like_python_lists():
+    from engine.data.statcache import ChunkLists
+
+    rng = np.random.default_rng(3)
+    lists = [[(rng.bytes(32), int(rng.integers(1, 1 << 20))) for _ in range(rng.integers(0, 5))]
+             for _ in range(40)]
+    more = [[(rng.bytes(32), 7)] * int(k) for k in rng.integers(0, 3, 9)]
+    pool = ChunkLists.concat([ChunkLists.from_pylists(lists), ChunkLists.from_pylists(more),
+                              ChunkLists.from_pylists([])])
+    every = lists + more
+    rows = rng.integers(-1, len(every), 200)
+    got = pool.take(rows).to_arrow().to_pylist()
+    want = [None if r < 0 else [{"id": i, "length": n} for i, n in every[r]] for r in rows]
+    assert got == want
+    assert ChunkLists.from_arrow(pool.to_arrow()).take(range(len(every))).to_arrow().to_pylist() \
+        == [[{"id": i, "length": n} for i, n in row] for row in every]
+    assert pool.take([]).to_arrow().to_pylist() == []
 
 
 def test_racy_recent_files_are_not_cached(tree, store, monkeypatch):

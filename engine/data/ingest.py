@@ -22,6 +22,9 @@ import pyarrow as pa
 
 from ..progress import Progress
 from ..store import Store
+from ..store.arrow_build import (
+    table_from_columns,
+)
 from ..store.pipeline import (
     ChunkSink,
     FileChangedError,
@@ -34,7 +37,7 @@ from ..store.pipeline import (
 from ..store.store import check_name, now_iso, who
 from . import manifest as mf
 from .roots import record as record_roots
-from .statcache import RACY_NS, StatCache, links_digest
+from .statcache import RACY_NS, ChunkLists, StatCache, links_digest
 from .version import KIND, Version, latest
 
 __all__ = ["FileChangedError", "FileVanishedError", "StoredTree", "open_store", "scan_source",
@@ -244,41 +247,90 @@ def store_tree(source, st: Store, label: str, progress=None, workers=None) -> St
         # the same files with the same stats as the last time: the same manifest
         return StoredTree(None, tree["blob"], tree["id"], len(entries),
                           sum(e.st.st_size for e in files), src, skipped, 0)
-    done: dict[str, tuple] = {}
-    for e in files:
-        hit = cache.get(e.rel, e.st)
-        if hit is not None:
-            done[e.rel] = (e.st, hit[0], hit[1])
-    if done:  # cached chunks must still be stored (gc may have dropped an old version)
-        all_ids = [cid for _, _, ch in done.values() for cid, _ in ch]
-        have = st.index.contains(all_ids) if all_ids else np.ones(0, bool)
-        if not have.all():
-            missing = set(np.asarray(all_ids, dtype=object)[~have].tolist())
-            for rel in [r for r, (_, _, ch) in done.items() if any(c in missing for c, _ in ch)]:
-                del done[rel]
-    todo = [e for e in files if e.rel not in done]
+    rows = cache.hit_rows([(e.rel, e.st) for e in files])
+    cached = cache.chunk_lists()
+    _drop_unstored(st, cached, rows)  # gc may have dropped the chunks of an old version
+    todo = [e for e, r in zip(files, rows) if r < 0]
 
     todo_bytes = sum(e.st.st_size for e in todo)
-    cached_bytes = sum(e.st.st_size for e in files if e.rel in done)
+    cached_bytes = sum(e.st.st_size for e, r in zip(files, rows) if r >= 0)
+    done: dict[str, FileChunks] = {}
     # A small job (one checkpoint file, a config) runs in this thread, into one pack
     # for its chunks and manifest; larger ones keep one pack per reading thread.
     nworkers = file_workers(todo_bytes, len(todo), workers)
     with ChunkSink(st, parallel=nworkers > 1) as sink:
         with Progress(todo_bytes + cached_bytes, label, enabled=progress) as bar:
             # files the stat cache vouches for are done already: the bar counts the whole tree
-            bar.advance(cached_bytes, files=len(done))
+            bar.advance(cached_bytes, files=len(files) - len(todo))
             for e, fc in read_files(todo, lambda e: _read_file(e, st, sink),
                                     size=lambda e: e.st.st_size, workers=nworkers):
                 done[e.rel] = fc
                 bar.advance(fc.stat.st_size, files=1)
-        man = mf.build([_manifest_entry(e, done) for e in entries])
+        man, file_chunks, file_ids = _manifest(entries, files, rows, done, cache, cached)
         blob = sink.put_bytes(mf.to_bytes(man), small_chunks=True)
     vid = mf.version_id(man)
-    cache.save([(e.rel, *done[e.rel]) for e in files], started_ns,
-               tree={"id": vid, "blob": blob, "links": links_digest(links)}
-               if all(lst.st_mtime_ns < started_ns - RACY_NS for _, _, lst in links) else None)
+    tree = ({"id": vid, "blob": blob, "links": links_digest(links)}
+            if all(lst.st_mtime_ns < started_ns - RACY_NS for _, _, lst in links) else None)
+    cache.save_columns([e.rel for e in files],
+                       [done[e.rel].stat if r < 0 else e.st for e, r in zip(files, rows)],
+                       file_ids, file_chunks, started_ns, tree, unchanged=not todo)
     return StoredTree(man, blob, vid, len(entries),
                       sum(e.st.st_size for e in files), src, skipped, sink.new_bytes)
+
+
+def _drop_unstored(st: Store, cached: ChunkLists, rows: list[int]) -> None:
+    """Set to -1 the ``rows`` (cache hits) that name a chunk the store no longer holds."""
+    hits = np.flatnonzero(np.asarray(rows, np.int64) >= 0)
+    if not len(hits):
+        return
+    lists = cached.take(np.asarray(rows, np.int64)[hits])
+    if not len(lists.ids):
+        return
+    have = st.index.contains(lists.ids)
+    if not have.all():
+        owner = np.repeat(hits, np.diff(lists.offsets))
+        for i in np.unique(owner[~have]).tolist():
+            rows[i] = -1
+
+
+def _manifest(entries: list[_Entry], files: list[_Entry], rows: list[int], done: dict,
+              cache: StatCache, cached: ChunkLists) -> tuple[pa.Table, ChunkLists, list]:
+    """The manifest of a walk (``entries`` in manifest order), and the chunk lists and
+    ids of its files (for the stat cache), vectorized over the files the cache vouched
+    for: their chunk lists are gathered from the cache's arrays, never built as Python
+    objects."""
+    row_of = {e.rel: r for e, r in zip(files, rows)}
+    fids = cache.file_ids()
+    ncached = len(cached)
+    new_chunks: list = []
+    cols: dict[str, list] = {n: [] for n in ("path", "kind", "mode", "size", "mtime_ns",
+                                             "file_id", "target")}
+    take: list[int] = []
+    for e in entries:
+        if e.kind == "symlink":
+            st1, fid, target, idx = e.st, None, e.target, -1
+        else:
+            r = row_of[e.rel]
+            if r >= 0:
+                st1, fid, idx = e.st, fids[r], r
+            else:
+                fc = done[e.rel]
+                st1, fid, idx = fc.stat, fc.id, ncached + len(new_chunks)
+                new_chunks.append(fc.chunks)
+            target = None
+        cols["path"].append(e.rel)
+        cols["kind"].append(e.kind)
+        cols["mode"].append(stat.S_IMODE(st1.st_mode))
+        cols["size"].append(st1.st_size if e.kind == "file" else 0)
+        cols["mtime_ns"].append(st1.st_mtime_ns)
+        cols["file_id"].append(fid)
+        cols["target"].append(target)
+        take.append(idx)
+    pool = ChunkLists.concat([cached, ChunkLists.from_pylists(new_chunks)])
+    cols["chunks"] = pool.take(take).to_arrow()
+    file_take = [t for t in take if t >= 0]
+    file_ids = [f for f, k in zip(cols["file_id"], cols["kind"]) if k == "file"]
+    return table_from_columns(cols, mf.SCHEMA), pool.take(file_take), file_ids
 
 
 def _all_stored(st: Store, ids, blob: dict) -> bool:

@@ -30,7 +30,13 @@ import numpy as np
 import pyarrow as pa
 
 from .. import config
-from ..store.arrow_build import numpy_from_array, table_from_columns
+from ..store.arrow_build import (
+    array_from_numpy,
+    list_array,
+    numpy_from_array,
+    struct_array,
+    table_from_columns,
+)
 from ..store.fs import LocalFS
 
 RACY_NS = 2_000_000_000
@@ -49,6 +55,84 @@ def _cache_fs(store_root: str, source: str) -> tuple[LocalFS, str]:
 
 def stat_key(st: os.stat_result) -> tuple:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+CHUNKS_TYPE = SCHEMA.field("chunks").type
+
+
+class ChunkLists:
+    """Rows of chunk lists as flat NumPy arrays (``offsets``, ``ids`` (m, 32) uint8,
+    ``lengths``): gathered and concatenated with NumPy, so that neither Python objects
+    per chunk nor ``pyarrow.compute`` (17 ms to import) are needed.
+
+    Examples
+    --------
+    >>> a = ChunkLists.from_pylists([[(b"a" * 32, 5)], [], [(b"b" * 32, 1), (b"c" * 32, 2)]])
+    >>> [[(c["id"][:1], c["length"]) for c in row] if row is not None else None
+    ...  for row in a.take([2, -1, 0]).to_arrow().to_pylist()]
+    [[(b'b', 1), (b'c', 2)], None, [(b'a', 5)]]
+    """
+
+    def __init__(self, offsets: np.ndarray, ids: np.ndarray, lengths: np.ndarray,
+                 valid: np.ndarray | None = None):
+        self.offsets, self.ids, self.lengths, self.valid = offsets, ids, lengths, valid
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @classmethod
+    def from_arrow(cls, arr: pa.Array) -> ChunkLists:
+        """From a list<struct<id, length>> array with no null rows."""
+        offsets = numpy_from_array(arr.offsets).astype(np.int64)
+        ids_arr, len_arr = arr.values.flatten()
+        lo, hi = int(offsets[0]), int(offsets[-1])
+        width = 32
+        ids = np.frombuffer(ids_arr.buffers()[1], np.uint8)
+        ids = ids[(ids_arr.offset + lo) * width:(ids_arr.offset + hi) * width].reshape(-1, width)
+        lengths = numpy_from_array(len_arr).astype(np.uint32)[lo:hi]
+        return cls(offsets - lo, ids, lengths)
+
+    @classmethod
+    def from_pylists(cls, lists: list) -> ChunkLists:
+        """From ``[(chunk id, length), ...]`` per row."""
+        counts = np.fromiter((len(x) for x in lists), np.int64, len(lists))
+        offsets = np.zeros(len(lists) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        flat = [pair for row in lists for pair in row]
+        ids = np.frombuffer(b"".join(i for i, _ in flat), np.uint8).reshape(-1, 32)
+        lengths = np.fromiter((n for _, n in flat), np.uint32, len(flat))
+        return cls(offsets, ids, lengths)
+
+    @staticmethod
+    def concat(parts: list[ChunkLists]) -> ChunkLists:
+        offsets, base = [np.zeros(1, np.int64)], 0
+        for p in parts:
+            offsets.append(p.offsets[1:] + base)
+            base += int(p.offsets[-1])
+        return ChunkLists(np.concatenate(offsets), np.concatenate([p.ids for p in parts]),
+                          np.concatenate([p.lengths for p in parts]))
+
+    def take(self, rows) -> ChunkLists:
+        """The rows ``rows`` in that order; -1 makes a null row (a link's)."""
+        rows = np.asarray(rows, np.int64)
+        valid = rows >= 0
+        src = np.where(valid, rows, 0)
+        counts = np.where(valid, self.offsets[src + 1] - self.offsets[src], 0)
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        starts = np.repeat(self.offsets[src] - offsets[:-1], counts)
+        gather = starts + np.arange(int(offsets[-1]), dtype=np.int64)
+        return ChunkLists(offsets, self.ids[gather], self.lengths[gather],
+                          None if valid.all() else valid)
+
+    def to_arrow(self) -> pa.Array:
+        struct_type = CHUNKS_TYPE.value_type
+        id_type = struct_type.field("id").type
+        n = len(self.ids)
+        data = pa.py_buffer(np.ascontiguousarray(self.ids))
+        ids = pa.Array.from_buffers(id_type, n, [None, data])
+        values = struct_array(struct_type, [ids, array_from_numpy(self.lengths, pa.uint32())])
+        return list_array(CHUNKS_TYPE, self.offsets, values, valid=self.valid)
 
 
 def links_digest(links) -> str:
@@ -77,7 +161,8 @@ class StatCache:
             return  # a missing or damaged cache is just a cold cache
         if not t.schema.equals(SCHEMA):
             return  # another layout: a cold cache too
-        self._table = t
+        # no rows: no table (a column of no chunks would import pandas to combine them)
+        self._table = t if t.num_rows else None
         self.paths = t.column("path").to_pylist()
         self.keys = list(zip(*(t.column(c).to_pylist()
                                for c in ("size", "mtime_ns", "ctime_ns", "ino", "dev"))))
@@ -110,6 +195,27 @@ class StatCache:
             return e[1], e[2]
         return None
 
+    def hit_rows(self, files) -> list[int]:
+        """For each ``(rel, stat)`` of ``files``: the cache row that vouches for it, or -1."""
+        if not self.paths:
+            return [-1] * len(files)
+        row_of = {p: i for i, p in enumerate(self.paths)}
+        keys = self.keys
+        out = []
+        for rel, st in files:
+            i = row_of.get(rel, -1)
+            out.append(i if i >= 0 and keys[i] == stat_key(st) else -1)
+        return out
+
+    def chunk_lists(self) -> ChunkLists:
+        """The cached chunk lists, one row per cached file."""
+        if self._table is None:
+            return ChunkLists.from_pylists([])
+        return ChunkLists.from_arrow(self._table.column("chunks").combine_chunks())
+
+    def file_ids(self) -> list:
+        return [] if self._table is None else self._table.column("file_id").to_pylist()
+
     def unchanged_tree(self, files, links) -> dict | None:
         """The remembered tree (``id``, ``blob``) if the walk's ``files`` (rel, stat) and
         ``links`` (rel, target, stat) are exactly the ones it was made from; else None."""
@@ -123,13 +229,7 @@ class StatCache:
 
     def chunk_ids(self) -> np.ndarray:
         """Every chunk id the cached rows name, as an (n, 32) uint8 array."""
-        if self._table is None:
-            return np.zeros((0, 32), np.uint8)
-        ids = self._table.column("chunks").combine_chunks().flatten().flatten()[0]
-        if not len(ids):
-            return np.zeros((0, 32), np.uint8)
-        data = np.frombuffer(ids.buffers()[1], np.uint8)
-        return data[ids.offset * 32:(ids.offset + len(ids)) * 32].reshape(-1, 32)
+        return self.chunk_lists().ids
 
     def save(self, files: list[tuple[str, os.stat_result, bytes, list]], started_ns: int,
              tree: dict | None = None) -> None:
@@ -141,15 +241,33 @@ class StatCache:
         if tree == self.tree and len(rows) == len(self.paths) and all(
                 self.entries.get(p) == (stat_key(st), fid, ch) for p, st, fid, ch in rows):
             return  # the cache already says exactly this (an unchanged tree): no rewrite
+        self._write([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                    [r[3] for r in rows], tree)
+
+    def save_columns(self, paths: list[str], stats: list, file_ids: list, chunks: ChunkLists,
+                     started_ns: int, tree: dict | None = None, unchanged: bool = False) -> None:
+        """:meth:`save` from columns (``chunks``: the files' chunk lists, one row each).
+        ``unchanged``: every file was a cache hit."""
+        keep = [st.st_mtime_ns < started_ns - RACY_NS for st in stats]
+        if not all(keep):
+            tree = None
+            chunks = chunks.take(np.flatnonzero(keep))
+            paths, stats, file_ids = ([x for x, k in zip(col, keep) if k]
+                                      for col in (paths, stats, file_ids))
+        if unchanged and tree == self.tree and paths == self.paths:
+            return  # every row came from this cache, in its order: nothing to rewrite
+        self._write(paths, stats, file_ids, chunks.to_arrow(), tree)
+
+    def _write(self, paths, stats, file_ids, chunks, tree) -> None:
         t = table_from_columns({
-            "path": [r[0] for r in rows],
-            "size": [r[1].st_size for r in rows],
-            "mtime_ns": [r[1].st_mtime_ns for r in rows],
-            "ctime_ns": [r[1].st_ctime_ns for r in rows],
-            "ino": [r[1].st_ino for r in rows],
-            "dev": [r[1].st_dev for r in rows],
-            "file_id": [r[2] for r in rows],
-            "chunks": [r[3] for r in rows],  # (id, length) pairs
+            "path": paths,
+            "size": [st.st_size for st in stats],
+            "mtime_ns": [st.st_mtime_ns for st in stats],
+            "ctime_ns": [st.st_ctime_ns for st in stats],
+            "ino": [st.st_ino for st in stats],
+            "dev": [st.st_dev for st in stats],
+            "file_id": file_ids,
+            "chunks": chunks,  # (id, length) pairs, or an Arrow array of them
         }, SCHEMA)
         schema = SCHEMA.with_metadata({"tree": json.dumps(tree)}) if tree else SCHEMA
         sink = pa.BufferOutputStream()
