@@ -17,13 +17,17 @@ the data and times:
    hard links counted once; engine: the store dir, dvc: ``.dvc/cache``, restic: the repo),
 5. checkout/restore of the latest version into an empty directory (verified by hash).
 
-``os.sync()`` runs before each timed step. The page cache is not dropped: every tool
-reads input that is in the page cache. Peers run as subprocesses (their start-up time
+``os.sync()`` runs before each timed step. Every tool reads input that is in the page
+cache (without ``--settle`` it is simply never dropped). Peers run as subprocesses (their start-up time
 counts); the engine runs in this process. Peers missing from PATH are skipped; install
 them with ``bench/install_peers.sh`` (``dvc`` is looked up in ``.venv-peers/bin`` first).
 
+With ``--settle`` (root), each timed step starts from the same memory state: the page
+cache is dropped and the tool's files (data, store) are read back first (see
+:func:`settle` for why this matters on a lazily backed virtual machine).
+
 Usage: python bench/bench_data.py [--size 1GiB] [--small-files 10000] [--workdir DIR]
-[--json out.json] [--peers dvc,restic] [--keep]
+[--json out.json] [--peers dvc,restic] [--keep] [--settle]
 """
 
 from __future__ import annotations
@@ -219,8 +223,39 @@ class Tool:
         return run([self.exe, "version"], self.base, self.env).split()[1]  # "restic 0.14.0 ..."
 
 
-def timed(fn) -> tuple[float, float]:
-    """os.sync(), then time fn(); return (seconds, seconds of an os.sync() right after)."""
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+SETTLE = {"on": False}
+
+
+def settle(base: Path) -> None:
+    """With ``--settle``: drop the page cache, then read every file under ``base`` back
+    into it, so that each tool starts each step with the same memory state: its inputs
+    and its store cached, and free memory that the kernel has used before.
+
+    On a virtual machine whose memory is backed lazily by the host (this benchmark's
+    machines), the first use of a guest page costs a host fault inside the kernel: a
+    checkout of 3 GiB took 1.4 s of system time right after a drop and 8.6 s with 13 GiB
+    of older cache around (same data, same code). Which tool runs into fresh pages
+    would otherwise decide part of the result.
+    """
+    os.sync()
+    DROP_CACHES.write_text("1\n")
+    buf = bytearray(8 << 20)
+    for dirpath, _, files in os.walk(base):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if os.path.islink(p):
+                continue
+            with open(p, "rb", buffering=0) as fh:
+                while fh.readinto(buf):
+                    pass
+
+
+def timed(fn, base: Path | None = None) -> tuple[float, float]:
+    """os.sync() (and :func:`settle` of ``base`` with ``--settle``), then time fn();
+    return (seconds, seconds of an os.sync() right after)."""
+    if SETTLE["on"] and base is not None:
+        settle(base)
     os.sync()
     t0 = time.perf_counter()
     fn()
@@ -236,25 +271,25 @@ def bench_tool(tool: Tool, src: Path, edits, nbytes: int) -> dict:
     tool.setup()
     res: dict = {"version": tool.version()}
     log(f"{tool.name}: first snapshot ({nbytes / MiB:.0f} MiB)")
-    res["first_s"], res["first_sync_s"] = timed(tool.snapshot)
+    res["first_s"], res["first_sync_s"] = timed(tool.snapshot, tool.base)
     res["first_mb_s"] = nbytes / res["first_s"] / 1e6
     res["first_durable_s"] = res["first_s"] + res["first_sync_s"]
     res["first_durable_mb_s"] = nbytes / res["first_durable_s"] / 1e6
     res["store_after_first"] = disk_usage(tool.store())[0]
     log(f"{tool.name}: first snapshot {res['first_s']:.2f} s; re-snapshot of the unchanged tree")
-    res["unchanged_s"], _ = timed(tool.snapshot)
+    res["unchanged_s"], _ = timed(tool.snapshot, tool.base)
     apply_edits(tool.data, edits)
     expected = tree_digest(tool.data)
     before = disk_usage(tool.store())
     log(f"{tool.name}: snapshot after edits")
-    res["edited_s"], _ = timed(tool.snapshot)
+    res["edited_s"], _ = timed(tool.snapshot, tool.base)
     after = disk_usage(tool.store())
     res["growth_bytes"], res["growth_apparent_bytes"] = after[0] - before[0], after[1] - before[1]
     res["store_after_edits"] = after[0]
     log(f"{tool.name}: checkout of the latest version")
     tool.prepare_checkout()
     holder: list[Path] = []
-    res["checkout_s"], _ = timed(lambda: holder.append(tool.checkout()))
+    res["checkout_s"], _ = timed(lambda: holder.append(tool.checkout()), tool.base)
     got = tree_digest(holder[0])
     res["checkout_ok"] = got == expected
     if not res["checkout_ok"]:
@@ -358,7 +393,14 @@ def main(argv=None) -> int:
     ap.add_argument("--peers", default="dvc,restic", help="comma-separated peers to run")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--seed", type=int, default=2026, help="seed of the data and the edits")
+    ap.add_argument("--settle", action="store_true",
+                    help="before each timed step, drop the page cache and read the tool's "
+                    "files back (needs root; see settle())")
     args = ap.parse_args(argv)
+    if args.settle:
+        if not os.access(DROP_CACHES, os.W_OK):
+            ap.error(f"--settle needs write access to {DROP_CACHES} (run as root)")
+        SETTLE["on"] = True
 
     peers = [p for p in args.peers.split(",") if p]
     if unknown := set(peers) - {"dvc", "restic"}:
@@ -388,6 +430,7 @@ def main(argv=None) -> int:
             tools.append(Tool(p, work / p, exe))
 
     r: dict = {"size": args.size, "small_files": args.small_files, "seed": args.seed,
+               "settle": args.settle,
                "workdir": str(work), "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
                "python": platform.python_version(), "tools": {}}
     try:
@@ -425,8 +468,9 @@ def main(argv=None) -> int:
     print("durable copy of the tree (cp -a + sync, before / after the tools): "
           + " / ".join(f"{d['mb_s']:.1f}" for d in r["cp"]) + " MB/s; the faster counts")
     print("versions: " + "; ".join(f"{n} {v['version']}" for n, v in r["tools"].items()))
-    print("notes: - input files are in the page cache for every tool (not dropped); os.sync() runs"
-          " before each timed step\n"
+    print("notes: - input files are in the page cache for every tool; os.sync() runs before each "
+          "timed step" + (", after dropping the page cache and reading the tool's files back "
+                          "(--settle)" if args.settle else "") + "\n"
           "       - wall-clock times; the engine runs in-process, the peers as subprocesses\n"
           "       - growth = disk usage (sum of st_blocks * 512); ratios = engine / peer\n"
           "       - dd writes a new file; on thin-provisioned disks, blocks already allocated or "
