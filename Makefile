@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 PIP_FLAGS ?= -q --disable-pip-version-check
 BENCH_SIZE ?= 1GiB
 
-.PHONY: demo test bench bench-startup bench-data bench-data-large bench-peers bench-registry bench-drift-peers bench-drift-large lint venv install install-dev install-torch clean
+.PHONY: demo test bench bench-startup bench-data bench-data-large bench-dist bench-peers bench-registry bench-drift-peers bench-drift-large lint venv install install-dev install-torch clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,12 @@ bench-data: install-dev bench-peers
 
 bench-data-large: install-dev bench-peers
 	$(PY) bench/bench_data.py --size 4GiB --small-files 40000 $(SETTLE)
+
+# Distributed training over 2 MPI ranks: raw Allreduce, compute-only, engine.dist, DDP-gloo;
+# and checkpoint cost against torch.save + fsync (see docs/benchmarks.md).
+bench-dist: install-dev install-torch
+	$(PY) bench/bench_dist.py
+	$(PY) bench/bench_checkpoint.py
 
 # Model registry side by side with MLflow (SQLite backend; MLflow in its own .venv-mlflow).
 bench-registry: install-dev

@@ -23,7 +23,7 @@ from .errors import (
 from .aliases import GateCheck, Promotion
 from .refs import KINDS, Ref, parse_ref
 from .registry import ModelVersion, Registry
-from .runs import Run
+from .runs import Run, set_run_coordinator
 from .validators import register_kind, register_validator
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "Ref",
     "Registry",
     "RegistryCorruption",
+    "set_run_coordinator",
     "RegistryError",
     "RegistryFormatError",
     "Run",

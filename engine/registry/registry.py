@@ -27,7 +27,7 @@ from .models import (
 from .reading import RegistryReads
 from .refs import KINDS, check_alias, parse_ref
 from .roots import record as record_root
-from .runs import Run, git_info, new_run_id, world_info
+from .runs import Run, check_run_id, git_info, new_run_id, run_coordinator, world_info
 from .views import RegistryViews
 
 
@@ -451,21 +451,76 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
 
     # ------------------------------------------------------------------ runs
     def start_run(self, name: str, *, params: dict | None = None, tags: dict | None = None,
-                  inputs=None) -> Run:
+                  inputs=None, run_id: str | None = None) -> Run:
         """Begin a run; use it as a context manager. Records git commit and dirty flag,
-        host, user, world size, rank and Slurm job id."""
+        host, user, world size, rank and Slurm job id.
+
+        ``run_id`` names the run (4 to 64 letters, digits or ``-``; default a new random
+        id). If a run with that id exists, the new process *re-attaches* to it instead of
+        starting another (a requeued job continuing its run): nothing is committed at
+        the start, its metric series continue after the points already flushed, params
+        and tags given now are added at its end, inputs now; the run keeps the status it
+        had (``RUNNING`` after a killed process) until this process ends it. The name
+        must be the run's.
+
+        Under a run coordinator (``engine.dist`` installs one when its world has several
+        ranks; :func:`~engine.registry.runs.set_run_coordinator`), every rank must call
+        ``start_run``: all get a :class:`Run` with rank 0's id, only rank 0 commits, and
+        on the other ranks the run's logging methods do nothing.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> reg = Registry(tempfile.mkdtemp() + "/store", index_path=":memory:")
+        >>> with reg.start_run("train", run_id="job-42") as run:
+        ...     run.log_metric("loss", 0.5)
+        >>> with reg.start_run("train", run_id="job-42") as again:   # requeued
+        ...     again.log_metric("loss", 0.4)
+        >>> len(reg.runs()), reg.get_run("job-42")["metrics"]["loss"]["count"]
+        (1, 2)
+        """
         check_name(name, "run name")
-        self._open(self._create)
         params = json_dict(params, "params")
         tags = {str(k): str(v) for k, v in json_dict(tags, "tags").items()}
+        proposed = new_run_id() if run_id is None else check_run_id(run_id)
+        world = world_info()
+        coordinate = run_coordinator()
+        leader = True
+        if coordinate is not None:
+            # a collective: every rank of the job is here; rank 0's id wins
+            run_id, leader = coordinate(proposed)
+            run_id = check_run_id(run_id)
+        else:
+            run_id = proposed
+        if not leader:
+            return Run(self, name, run_id, params, world["rank"], leader=False)
+        self._open(self._create)
         in_nodes = self.input_nodes(inputs)
         git_commit, dirty = git_info()
-        world = world_info()
-        run_id = new_run_id()
         info = {"cwd": os.getcwd(), "argv": list(sys.argv), "python": sys.version.split()[0],
                 "rank": world["rank"]}
-        self.commit(lambda: [{"op": "run_start", "run_id": run_id, "name": name, "start": now_iso(),
-                              "params": params, "tags": tags, "git_commit": git_commit,
-                              "git_dirty": dirty, "world_size": world["world_size"], "info": info,
-                              "inputs": in_nodes}])
-        return Run(self, name, run_id, params, world["rank"])
+        found: list = []
+
+        def build():
+            found[:] = [self.index.one("SELECT name, params FROM runs WHERE run_id=?", (run_id,))]
+            if found[0] is not None:  # re-attach: the inputs only
+                if found[0][0] != name:
+                    raise ValueError(f"run {run_id} is named {found[0][0]!r}, not {name!r}: "
+                                     f"re-attach to it with start_run({found[0][0]!r}, "
+                                     f"run_id={run_id!r}), or give another run_id")
+                return [{"op": "run_input", "run_id": run_id, "node": n} for n in in_nodes]
+            return [{"op": "run_start", "run_id": run_id, "name": name, "start": now_iso(),
+                     "params": params, "tags": tags, "git_commit": git_commit,
+                     "git_dirty": dirty, "world_size": world["world_size"], "info": info,
+                     "inputs": in_nodes}]
+
+        self.commit(build)
+        if found[0] is None:
+            return Run(self, name, run_id, params, world["rank"])
+        had_params = json.loads(found[0][1] or "{}")
+        run = Run(self, name, run_id, had_params, world["rank"])
+        run._continue_series()
+        run.log_params({k: v for k, v in params.items() if had_params.get(k, object()) != v})
+        for k, v in tags.items():
+            run.set_tag(k, v)
+        return run

@@ -8,14 +8,23 @@ Arrow file ``registry/runs/<run id>/metrics-<n>.arrow`` every
 a preempted job loses at most the last few seconds of points. The ``run_end``
 commit carries a summary (last, min, max, count and last step per key) for
 searches and promotion gates.
+
+One run per training job, not one per rank: a *run coordinator*
+(:func:`set_run_coordinator`, installed by ``engine.dist`` when a world has several
+ranks) makes every rank's ``start_run`` agree on rank 0's run id. Only the leader (rank
+0) commits; on the other ranks the :class:`Run` has the same id and everything that
+would write to the registry is a no-op. The registry knows nothing of MPI: the
+coordinator is a plain callable handed down from the layer above.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -56,6 +65,48 @@ def world_info() -> dict:
     return {"world_size": where.size, "rank": where.rank}
 
 
+#: ``fn(proposed_run_id) -> (agreed_run_id, is_leader)``, or None (every process leads)
+RunCoordinator = Callable[[str], "tuple[str, bool]"]
+_COORDINATOR: RunCoordinator | None = None
+_RUN_ID = re.compile(r"[0-9A-Za-z-]{4,64}")
+
+
+def set_run_coordinator(fn: RunCoordinator | None) -> RunCoordinator | None:
+    """Install how the processes of one job agree on one run; returns the previous one.
+
+    ``fn(proposed_run_id)`` is called by ``Registry.start_run`` in every process of the
+    job (it is a collective: every process must start the run) with the id this process
+    would use; it returns ``(run_id, is_leader)``: the id all processes use (rank 0's)
+    and whether this process writes the run to the registry. ``None`` removes it: each
+    process then starts a run of its own (the behaviour without ``engine.dist``).
+    ``engine.dist`` installs one when its world has more than one rank.
+
+    Examples
+    --------
+    >>> prev = set_run_coordinator(lambda proposed: ("0123456789abcdef", False))
+    >>> set_run_coordinator(prev) is not None
+    True
+    """
+    global _COORDINATOR
+    if fn is not None and not callable(fn):
+        raise TypeError(f"fn must be a callable (proposed run id) -> (run id, is leader) or "
+                        f"None, got {fn!r}")
+    prev, _COORDINATOR = _COORDINATOR, fn
+    return prev
+
+
+def run_coordinator() -> RunCoordinator | None:
+    """The installed run coordinator (:func:`set_run_coordinator`), or None."""
+    return _COORDINATOR
+
+
+def check_run_id(run_id) -> str:
+    """A run id given by the caller: 4 to 64 letters, digits or ``-``."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise ValueError(f"run_id must be 4 to 64 letters, digits or '-', got {run_id!r}")
+    return run_id
+
+
 def _check_key(key, what: str) -> str:
     if not isinstance(key, str) or not key or len(key) > 250:
         raise ValueError(f"{what} must be a non-empty string of at most 250 characters, got {key!r}")
@@ -68,14 +119,22 @@ class Run:
     On a normal exit the run ends ``FINISHED``; on an exception ``FAILED`` (on
     KeyboardInterrupt or SystemExit ``KILLED``), and the exception propagates. Logging
     anything to a run that has ended raises :class:`~engine.registry.RunFinished`.
+
+    ``leader`` is False on the ranks of a distributed job other than rank 0 (see
+    :func:`set_run_coordinator`): there the run has the job's id (``run_id``) but
+    ``log_metric(s)``, ``log_param(s)``, ``set_tag``, ``log_input``, ``log_model``,
+    ``log_checkpoint``, ``flush`` and ``end`` write nothing (the log and model calls
+    return None), so a script run on every rank records everything once.
     """
 
-    def __init__(self, registry, name: str, run_id: str, params: dict, rank: int):
+    def __init__(self, registry, name: str, run_id: str, params: dict, rank: int,
+                 leader: bool = True):
         self.registry = registry
         self.name = name
         self.id = run_id
         self.params = dict(params)
         self.rank = rank
+        self.leader = bool(leader)
         self.status = "RUNNING"
         self._new_params: dict = {}
         self._tags: dict = {}
@@ -89,7 +148,36 @@ class Run:
         self._auto_step: dict[str, int] = {}
 
     def __repr__(self) -> str:
-        return f"Run({self.name!r}, id={self.id!r}, status={self.status})"
+        follower = "" if self.leader else ", follower"
+        return f"Run({self.name!r}, id={self.id!r}, status={self.status}{follower})"
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (the same on every rank of a distributed job)."""
+        return self.id
+
+    def _continue_series(self) -> None:
+        """Continue a re-attached run: its summary, next steps and segment numbers from
+        the metric segments that earlier processes of the run flushed."""
+        fs = self.registry.store.fs
+        d = metrics_dir(self.id)
+        for f in fs.list(d):
+            if not (f.startswith("metrics-") and f.endswith(".arrow")):
+                continue
+            cols = pa.ipc.open_file(pa.py_buffer(fs.read_bytes(f"{d}/{f}"))).read_all().to_pydict()
+            for key, step, v in zip(cols["key"], cols["step"], cols["value"]):
+                v = float("nan") if v is None else v
+                self._auto_step[key] = step + 1
+                s = self._summary.get(key)
+                if s is None:
+                    self._summary[key] = {"last": v, "step": step, "min": v, "max": v, "count": 1}
+                    continue
+                s["last"], s["step"], s["count"] = v, step, s["count"] + 1
+                if v < s["min"] or s["min"] != s["min"]:
+                    s["min"] = v
+                if v > s["max"] or s["max"] != s["max"]:
+                    s["max"] = v
+            self._segments += 1
 
     # ------------------------------------------------------------------ logging
     def check_running(self) -> None:
@@ -104,6 +192,8 @@ class Run:
     def log_metric(self, key: str, value, step: int | None = None) -> None:
         """Append one point of metric ``key`` (``step`` defaults to the key's next step)."""
         self.check_running()
+        if not self.leader:
+            return
         if key not in self._summary:
             _check_key(key, "metric key")
         try:
@@ -136,32 +226,47 @@ class Run:
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         self.check_running()
+        if not self.leader:
+            return
         for k, v in metrics.items():
             self.log_metric(k, v, step)
 
     def log_param(self, key: str, value) -> None:
         self.check_running()
+        if not self.leader:
+            return
         self._new_params[_check_key(key, "param key")] = json_value(value, f"param {key!r}")
         self.params[key] = self._new_params[key]
 
     def log_params(self, params: dict) -> None:
         self.check_running()
+        if not self.leader:
+            return
         for k, v in params.items():
             self.log_param(k, v)
 
     def set_tag(self, key: str, value) -> None:
         self.check_running()
+        if not self.leader:
+            return
         self._tags[_check_key(key, "tag key")] = str(value)
 
-    def log_input(self, ref) -> str:
-        """Record a dataset version or registry version this run reads; returns its node."""
+    def log_input(self, ref) -> str | None:
+        """Record a dataset version or registry version this run reads; returns its node
+        (None on a follower rank)."""
         self.check_running()
+        if not self.leader:
+            return None
         n = self.registry.lineage_node(ref)
         self.registry.commit(lambda: [{"op": "run_input", "run_id": self.id, "node": n}])
         return n
 
     def log_model(self, name: str, obj, kind: str = "model", **kw):
-        """Register ``obj`` (path, bytes, state dict, ...) as an output version of this run."""
+        """Register ``obj`` (path, bytes, state dict, ...) as an output version of this run
+        (on a follower rank: nothing, returns None)."""
+        if not self.leader:
+            self.check_running()
+            return None
         return self.registry.register(name, obj, kind=kind, run=self, **kw)
 
     def log_checkpoint(self, name: str, obj, **kw):
@@ -171,7 +276,7 @@ class Run:
     def flush(self) -> None:
         """Write the buffered metric points as one immutable segment file."""
         self._last_flush = time.monotonic()
-        if not self._keys:
+        if not self._keys or not self.leader:
             return
         t = table_from_columns({"key": self._keys, "step": self._steps, "value": self._values,
                                 "time": self._times}, METRIC_SCHEMA)
@@ -196,6 +301,9 @@ class Run:
         if status not in STATUSES[1:]:
             raise ValueError(f"status must be one of {STATUSES[1:]}, got {status!r}")
         if self.status != "RUNNING":
+            return
+        if not self.leader:
+            self.status = status
             return
         self.flush()
         self.registry.commit(lambda: [{
