@@ -43,19 +43,18 @@ then only steps the wrapped optimizer; it averages first where no backward did (
 backward ran under :meth:`DistributedOptimizer.no_sync`, or produced no gradient on this
 rank).
 
-Whether the overlap is real is what ``bench/bench_dist.py`` measures (numbers in
-``docs/benchmarks.md``). What can be said before it: with two ranks on a 2-core machine
-both cores compute during backward and MPICH's shared-memory allreduce needs a core to
-copy and add, so nothing can hide it and the best step is compute + allreduce; the hook
-polls only let the first buckets move between layers. Where a core is free (the
-benchmark's stand-in backward that sleeps instead of computing), the polls from the
-hooks move the collectives only at layer boundaries, while ``progress="thread"`` and
-MPICH's own progress thread (``MPIR_CVAR_ASYNC_PROGRESS=1``) can move them all the time;
-MPICH's thread spins for the whole run, the poller only while buckets are in flight.
-Use the default ``"hooks"`` when the ranks fill the cores, ``"thread"`` when every rank
-has a core to spare (check with the benchmark on the target machine). The smoke run of
-the benchmark on the 2-core development machine (a 0.1 M parameter model, latency-bound)
-says nothing about overlap; the full run is the lead's.
+Whether the overlap is real is what ``bench/bench_dist.py`` measures (``make bench-dist``;
+numbers in ``docs/benchmarks.md``). On the 2-core CI machine, with two ranks both cores
+compute during backward and MPICH's shared-memory allreduce needs a core to copy and add,
+so nothing is hidden (overlap -0.05 to -0.02) and the best step is compute + allreduce.
+Where a core is free (the benchmark's stand-in backward that sleeps instead of
+computing), the hook polls move the collectives only at layer boundaries (overlap 0.07),
+``progress="thread"`` keeps them moving (0.37, near the 0.4 this model allows: its
+largest gradients come last in backward), and MPICH's own progress thread
+(``MPIR_CVAR_ASYNC_PROGRESS=1``) spins all the time (0.10, and it made compute 1.96x
+slower when the ranks fill the cores). Use the default ``"hooks"`` when the ranks fill
+the cores, ``"thread"`` when every rank has a core to spare (a GPU job, fewer ranks than
+cores).
 
 Two passes over the gradients are inherent: scaling by ``1/size`` (torch DDP divides
 too) and, for buckets of several parameters that got fresh gradients, the copy into the

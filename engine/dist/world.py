@@ -296,6 +296,9 @@ def _install_abort_hook(rank: int, size: int, MPI) -> None:
                              f"{size} (host {socket.gethostname()}); aborting all ranks\n")
             sys.stderr.write("".join(f"[rank {rank}] {line}\n" for line in text.splitlines()))
             sys.stderr.flush()
+            # give the launcher's proxy a moment to forward the traceback: MPI_Abort makes
+            # it kill every rank, and what it has not read from the pipes yet is lost
+            time.sleep(0.25)
         finally:
             MPI.COMM_WORLD.Abort(1)
 
