@@ -237,6 +237,22 @@ def test_averaged_gradients_equal_one_process_on_the_union(ranks):
 
 
 @needs_mpi
+def test_gradients_match_on_the_inter_node_path():
+    """4 ranks as 2 nodes x 2 on one host: shared memory off (MPIR_CVAR_NOLOCAL=1), node
+    identity from SLURM_NODEID per rank (hydra's MPMD syntax): the network path of MPICH."""
+    pytest.importorskip("mpi4py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MLOPS_DIST_TIMEOUT="60", MPIR_CVAR_NOLOCAL="1")
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    node = [sys.executable, os.path.join(MPI_DIR, "_dist_grad_worker.py"), "default", "unused",
+            "fp16"]
+    r = subprocess.run([MPIEXEC, "-n", "2", "-env", "SLURM_NODEID", "0", *node, ":",
+                        "-n", "2", "-env", "SLURM_NODEID", "1", *node],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert r.returncode == 0, f"stdout:\n{r.stdout[-6000:]}\nstderr:\n{r.stderr[-6000:]}"
+    assert "4 ranks: OK" in r.stdout
+
+
+@needs_mpi
 def test_two_ranks_follow_the_one_process_trajectory():
     _mpirun(2, "_dist_train_worker.py")
 

@@ -354,6 +354,12 @@ def main() -> int:
                                "twice", "unused", "mixed", "fp16", "bf16", "callable", "thread",
                                "broadcast", "mismatch", "misuse"]
     bad: list[str] = []
+    node_id = os.environ.get("SLURM_NODEID")
+    if node_id is not None:  # the inter-node path: 2 nodes x (SIZE / 2) ranks on one host
+        want = (int(node_id), 2, SIZE // 2, RANK % (SIZE // 2))
+        got = (W.node, W.nodes, W.local_size, W.local_rank)
+        if got != want:
+            bad.append(f"rank {RANK}: (node, nodes, local_size, local_rank) {got}, expected {want}")
     for name in names:
         try:
             scenario(bad, name)
