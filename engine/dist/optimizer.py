@@ -46,13 +46,13 @@ rank).
 Whether the overlap is real is what ``bench/bench_dist.py`` measures (``make bench-dist``;
 numbers in ``docs/benchmarks.md``). On the 2-core CI machine, with two ranks both cores
 compute during backward and MPICH's shared-memory allreduce needs a core to copy and add,
-so nothing is hidden (overlap -0.05 to -0.02) and the best step is compute + allreduce.
+so nothing is hidden (overlap -0.06 to 0.03) and the best step is compute + allreduce.
 Where a core is free (the benchmark's stand-in backward that sleeps instead of
-computing), the hook polls move the collectives only at layer boundaries (overlap 0.07),
-``progress="thread"`` keeps them moving (0.37, near the 0.4 this model allows: its
-largest gradients come last in backward), and MPICH's own progress thread
-(``MPIR_CVAR_ASYNC_PROGRESS=1``) spins all the time (0.10, and it made compute 1.96x
-slower when the ranks fill the cores). Use the default ``"hooks"`` when the ranks fill
+computing), the hook polls move the collectives only at layer boundaries (overlap -0.05
+to 0.07 in three runs), ``progress="thread"`` keeps them moving (0.19 to 0.45; that model
+allows about half: its largest gradients come last in backward), and MPICH's own progress
+thread (``MPIR_CVAR_ASYNC_PROGRESS=1``) spins all the time (-0.01 to 0.12, and it made
+compute 2x slower when the ranks fill the cores). Use the default ``"hooks"`` when the ranks fill
 the cores, ``"thread"`` when every rank has a core to spare (a GPU job, fewer ranks than
 cores).
 
