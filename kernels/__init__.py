@@ -7,12 +7,15 @@ naming scheme: kernel ``psi`` is ``reference.psi``, ``drift_counts_numba.psi``):
 loads and is usable for the given arguments is picked (:func:`select`,
 :func:`call`) unless a ``backend=`` keyword or ``MLOPS_BACKEND`` forces one.
 
-Importing this package registers every kernel (``cdc`` and ``drift`` register
+Importing this package registers every kernel (``cdc``, ``drift`` and ``guard`` register
 theirs when imported) but loads no backend: numba, CuPy and the compiled
 extensions are imported by the registry on first use.
 """
 
-from . import drift  # noqa: F401  (registers the drift kernels; imports only NumPy)
+from . import (
+    drift,  # noqa: F401  (registers the drift kernels; imports only NumPy)
+    guard,  # noqa: F401  (registers the guard's batch kernels; imports only NumPy)
+)
 from ._registry import (
     PRIORITY,
     BackendNotApplicable,

@@ -369,6 +369,40 @@ def _cdc_resolve() -> list[tuple[str, tuple]]:
 
 
 # ---------------------------------------------------------------------------
+# the guard's batch kernels (kernels/guard.py)
+# ---------------------------------------------------------------------------
+
+
+def range_cases():
+    rng = np.random.default_rng(7)
+    adversarial = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, -1.0, 1e308, -1e308,
+                            5e-324, np.nextafter(1.0, 2.0), np.nextafter(-1.0, -2.0)])
+    return [
+        ("random", (rng.normal(size=10_000), -1.5, 1.5, False)),
+        ("random nan ok", (np.where(rng.random(5000) < 0.1, np.nan, rng.normal(size=5000)),
+                           -1.0, 1.0, True)),
+        ("adversarial", (adversarial, -1.0, 1.0, False)),
+        ("adversarial nan ok", (adversarial, -1.0, 1.0, True)),
+        ("infinite bounds", (adversarial, -np.inf, np.inf, False)),
+        ("zero-width -0.0", (adversarial, -0.0, 0.0, False)),
+        ("empty", (np.zeros(0), 0.0, 1.0, False)),
+        ("one", (np.array([2.0]), 0.0, 1.0, False)),
+    ]
+
+
+def category_cases():
+    rng = np.random.default_rng(8)
+    seen = rng.random(40) < 0.5
+    return [
+        ("random", (rng.integers(-1, 40, 10_000), seen, False)),
+        ("random null ok", (rng.integers(-1, 40, 10_000), seen, True)),
+        ("all seen", (np.arange(5), np.ones(5, bool), False)),
+        ("all null", (np.full(7, -1), np.zeros(0, bool), False)),
+        ("empty", (np.zeros(0, np.int64), np.zeros(3, bool), False)),
+    ]
+
+
+# ---------------------------------------------------------------------------
 # kernel id -> cases
 # ---------------------------------------------------------------------------
 
@@ -394,4 +428,6 @@ CASES: dict[str, KernelCases] = {
     "linf": KernelCases(_counts_with(())),
     "chi2": KernelCases(_counts_with((False, True), (False, False), (True, True), (True, False)),
                         rtol=1e-12, atol=1e-300),
+    "guard_range": KernelCases(range_cases),
+    "guard_category": KernelCases(category_cases),
 }

@@ -359,6 +359,44 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
         body = self.commit(build)
         return self.get(f"{name}:v{body['actions'][0]['version']}", refresh=False)
 
+    def log_profile(self, profile, *, of, role: str = "input", message: str | None = None,
+                    run: Run | None = None) -> ModelVersion:
+        """Register ``profile`` as the ``role`` profile of model version ``of``.
+
+        The profile (a monitor ``Profile``, its bytes or a profile file; checked by the
+        ``profile`` kind hooks like any profile) becomes the next version of the
+        ``profile`` artifact ``"<model>.<role>-profile"`` (``glucose.input-profile``
+        for ``of="glucose:v3"``), tagged ``profile_of=<model>:vN`` and
+        ``profile_role=<role>``, with the model version as its lineage input. Logging
+        again for the same version adds a newer one (the newest wins).
+        ``engine.monitor.Guard.from_registry`` finds both profiles of a version this way.
+
+        Parameters
+        ----------
+        of : str or ModelVersion
+            The model version (``"glucose:v3"``, ``"glucose@production"``), resolved now.
+        role : {"input", "output"}
+            ``input``: the training inputs; ``output``: the model's predictions on its
+            training or validation data (or the training targets).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from engine.monitor import profile
+        >>> reg = Registry(tempfile.mkdtemp() + "/store", index_path=":memory:")
+        >>> _ = reg.register("glucose", b"weights")
+        >>> reg.log_profile(profile({"y": [40.0, 200.0]}), of="glucose:v1", role="output").ref
+        'glucose.output-profile:v1'
+        """
+        if role not in ("input", "output"):
+            raise ValueError(f"role must be 'input' or 'output', got {role!r}")
+        mv = self.get(of)
+        if mv.kind == "profile":
+            raise ValueError(f"of must name a model version, got {mv.ref}, a profile")
+        return self.register(f"{mv.name}.{role}-profile", profile, kind="profile",
+                             tags={"profile_of": mv.ref, "profile_role": role},
+                             message=message, inputs=[mv.ref], run=run)
+
     # ------------------------------------------------------------------ lineage nodes
     def lineage_node(self, ref) -> str:
         """The node of the lineage graph that ``ref`` names.

@@ -1,0 +1,67 @@
+"""The guard's batch checks: range/NaN codes of numeric columns and unseen-category codes.
+
+Public functions validate and convert, then dispatch to the kernel registry
+(``engine.kernels._registry``): kernel ``guard_range`` is
+``reference_guard.guard_range`` and ``guard_numba.guard_range``, kernel
+``guard_category`` likewise. The codes are documented in
+:mod:`engine.kernels.reference_guard`. ``engine.monitor.guard`` uses them for
+:meth:`Guard.check` on batches.
+
+Examples
+--------
+>>> import numpy as np
+>>> range_codes(np.array([1.0, 9.0, np.nan]), 0.0, 5.0, nan_ok=True).tolist()
+[0, 2, 0]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _registry
+from ._registry import register_kernel
+
+register_kernel("guard_range", reference=".reference_guard", numba=".guard_numba")
+register_kernel("guard_category", reference=".reference_guard", numba=".guard_numba")
+
+
+def range_codes(x, lo: float, hi: float, *, nan_ok: bool, backend: str | None = None) -> np.ndarray:
+    """Per value: 0 in ``[lo, hi]``, 1 below, 2 above, 3 NaN (0 when ``nan_ok``).
+
+    ``x`` is a 1-D array of floats or integers (integers are read as float64).
+    """
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"x must be 1-D, got shape {x.shape}")
+    if x.dtype.kind in "iub":
+        x = x.astype(np.float64)
+    elif x.dtype.kind != "f":
+        raise TypeError(f"x must hold numbers, got dtype {x.dtype}")
+    elif x.dtype != np.float64:
+        x = x.astype(np.float64)
+    lo, hi = float(lo), float(hi)
+    if math.isnan(lo) or math.isnan(hi) or lo > hi:
+        raise ValueError(f"lo and hi must be numbers with lo <= hi, got [{lo}, {hi}]")
+    return _registry.call("guard_range", np.ascontiguousarray(x), lo, hi, bool(nan_ok),
+                          backend=backend)
+
+
+def category_codes(indices, seen, *, null_ok: bool, backend: str | None = None) -> np.ndarray:
+    """Per value: 0 seen, 1 unseen, 3 null (``index < 0``; 0 when ``null_ok``).
+
+    ``indices`` are dictionary indices (int32 or int64), ``seen`` one bool per
+    dictionary entry.
+    """
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        raise ValueError(f"indices must be a 1-D integer array, got {idx.dtype}{idx.shape}")
+    seen = np.ascontiguousarray(np.asarray(seen, dtype=np.bool_))
+    if len(idx) and int(idx.max(initial=-1)) >= len(seen):
+        raise ValueError(f"indices go up to {int(idx.max())} but seen has {len(seen)} entries")
+    return _registry.call("guard_category", np.ascontiguousarray(idx, dtype=np.int64), seen,
+                          bool(null_ok), backend=backend)
+
+
+__all__ = ["category_codes", "range_codes"]
