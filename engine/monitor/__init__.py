@@ -1,4 +1,5 @@
-"""Monitoring: reference profiles, drift tests and reports.
+"""Monitoring: reference profiles, drift tests and reports, the per-request guard and the
+streaming monitor.
 
 Examples
 --------
@@ -14,8 +15,11 @@ from .drift import DriftReport, adjust_pvalues, check_options, drift
 from .inputs import load_input
 from .profile import Profile, profile
 
-__all__ = ["DriftReport", "Profile", "adjust_pvalues", "check_options", "drift", "load_input",
+__all__ = ["DriftReport", "Guard", "Monitor", "OutOfDistributionError", "Profile",
+           "RetrainSignal", "Violation", "adjust_pvalues", "check_options", "drift", "load_input",
            "load_profile", "profile"]
+
+_GUARD_NAMES = ("Guard", "OutOfDistributionError", "Violation")
 
 
 def __getattr__(name: str):
@@ -25,4 +29,16 @@ def __getattr__(name: str):
         from .registry_hooks import load_profile
 
         return load_profile
+    if name in _GUARD_NAMES:
+        from . import guard
+
+        return getattr(guard, name)
+    if name == "Monitor":
+        from .stream import Monitor
+
+        return Monitor
+    if name == "RetrainSignal":
+        from .signal import RetrainSignal
+
+        return RetrainSignal
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
