@@ -1,13 +1,19 @@
-"""``mlops monitor ...``: build profiles, test drift.
+"""``mlops monitor ...``: build profiles, test drift, watch a stream, replay a window log.
 
 Exit codes of ``drift``: 0 no drift, 1 drift, 4 untestable (nothing could be compared),
-2 bad usage or input, 3 store damaged or I/O error.
+2 bad usage or input, 3 store damaged or I/O error. Of ``watch`` and ``replay``: 0 no
+retrain signal (replay: no window alerted), 1 at least one, 2 bad usage or input.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 from .args import add_group
 from .format import bar, out
@@ -141,6 +147,216 @@ def cmd_drift(args) -> int:
     return DRIFT_EXIT[rep.status]
 
 
+def _window_arg(text: str):
+    """argparse type of ``--window``: a row count (``500``) or a duration (``15m``)."""
+    from ..monitor.stream import parse_window
+
+    value = int(text) if text.strip().isdigit() else text
+    try:
+        parse_window(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a row count >= 1 or a duration like 30s, "
+                                         f"15m, 1h, 1d, got {text!r}") from None
+    return value
+
+
+def _ert_arg(text: str) -> float:
+    """argparse type of ``--ert``: a number of windows > 1."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not v > 1 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of windows > 1, got {text!r}")
+    return v
+
+
+def _interval_arg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return v
+
+
+def _model_setup(args):
+    """(registry or None, guard or None, model ref or None, reference dataset or None)."""
+    if not args.model:
+        return None, None, None, None
+    from ..monitor import Guard
+    from ..monitor.signal import reference_dataset_of
+    from .args import open_registry
+
+    reg = open_registry(args)
+    try:
+        ref = reg.get(args.model).ref
+        guard = Guard.from_registry(ref, registry=reg)
+        return reg, guard, ref, reference_dataset_of(reg, ref)
+    except BaseException:
+        reg.close()
+        raise
+
+
+def _alarm_line(win) -> str:
+    causes = ", ".join(f"{c} z={win.stats[c]['z']:.2f} cusum={win.stats[c]['cusum']:.2f}"
+                       f">{win.stats[c]['threshold']:.2f}" for c in win.alarms)
+    text = f"ALARM window {win.index} ({win.n_rows} rows): {causes}; report: {win.drift_status}"
+    if win.drifted_columns:
+        text += f" ({', '.join(win.drifted_columns)})"
+    if win.violation_rate is not None:
+        text += f"; violation rate {win.violation_rate:.4f}"
+    return text
+
+
+def _signal_line(sig) -> str:
+    return (f"SIGNAL {sig.cause} at window {sig.window}: model {sig.model or '-'}, reference "
+            f"{sig.reference_dataset or '-'}, newest dataset {sig.newest_dataset or '-'}"
+            + (f", recorded as run {sig.run_id}" if sig.run_id else ""))
+
+
+def _emit(args, kind: str, obj: dict, text: str) -> None:
+    """One event: a JSON line under ``--json``, else one line of text; flushed at once (a
+    watch runs for long)."""
+    if args.json:
+        print(json.dumps({"event": kind, **obj}, default=str))
+    else:
+        print(text)
+    sys.stdout.flush()
+
+
+def _run_on_signal(cmd: str, sig) -> None:
+    """Run ``cmd`` through the shell with the signal as JSON on stdin; a failure is
+    reported on stderr and does not stop the watch."""
+    try:
+        r = subprocess.run(cmd, shell=True, input=sig.to_json(), text=True)
+    except OSError as exc:
+        print(f"mlops monitor watch: --on-signal {cmd!r} could not run: {exc}", file=sys.stderr)
+        return
+    if r.returncode != 0:
+        print(f"mlops monitor watch: --on-signal {cmd!r} exited {r.returncode} for the signal "
+              f"at window {sig.window}", file=sys.stderr)
+
+
+def _report_windows(args, mon, first: int, seen_signals: int, on_signal=None) -> int:
+    """Print the alarming windows from ``first`` on and the new signals; the signal count."""
+    for win in mon.windows[first:]:
+        if win.alarms:
+            _emit(args, "alarm", win.to_dict(), _alarm_line(win))
+        for sig in mon.signals[seen_signals:]:
+            if sig.window != win.index:
+                continue
+            _emit(args, "signal", sig.to_dict(), _signal_line(sig))
+            if on_signal:
+                _run_on_signal(on_signal, sig)
+    return len(mon.signals)
+
+
+def _read_batch(path: str, predictions: str | None):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if predictions is None:
+        return table, None
+    if predictions not in table.column_names:
+        raise ValueError(f"--predictions {predictions!r} is not a column of {path!r} "
+                         f"(columns: {table.column_names})")
+    return table.drop_columns([predictions]), table.column(predictions)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_watch(args) -> int:
+    from ..monitor import Monitor
+
+    if not os.path.isdir(args.source):
+        raise FileNotFoundError(f"SOURCE {args.source!r} is not a directory (expected a "
+                                "directory of Parquet files)")
+    reg, guard, model, ref_data = _model_setup(args)
+    try:
+        mon = Monitor(args.reference, guard=guard, window=args.window, ert=args.ert,
+                      registry=reg, model=model, reference_dataset=ref_data,
+                      store=args.store, time_column=args.time_column, log_dir=args.log_dir,
+                      seed=args.seed)
+        done: set[str] = set()
+        signals = 0
+        old_term = None
+        if args.follow:  # a scheduler stops a job with SIGTERM: end as on Ctrl-C
+            old_term = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while True:
+                new = sorted(n for n in os.listdir(args.source)
+                             if n.endswith((".parquet", ".pq")) and n not in done)
+                for name in new:
+                    batch, preds = _read_batch(os.path.join(args.source, name), args.predictions)
+                    first = len(mon.windows)
+                    mon.observe(batch, preds)
+                    signals = _report_windows(args, mon, first, signals, args.on_signal)
+                    done.add(name)
+                if not args.follow:
+                    break
+                time.sleep(args.interval)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
+        if mon.window_seconds is not None:  # the data's end closes the last time window
+            first = len(mon.windows)
+            mon.flush()
+            signals = _report_windows(args, mon, first, signals, args.on_signal)
+        alarms = sum(1 for w in mon.windows if w.alarms)
+        _emit(args, "summary", {"files": len(done), "windows": len(mon.windows),
+                                "alarms": alarms, "signals": signals,
+                                "pending_rows": mon._pending_rows},
+              f"watched {len(done)} files: {len(mon.windows)} windows, {alarms} alarming, "
+              f"{signals} signals")
+        return 1 if signals else 0
+    finally:
+        if reg is not None:
+            reg.close()
+
+
+def cmd_replay(args) -> int:
+    from ..monitor import Monitor
+    from ..monitor.stream import read_window_log
+
+    if not os.path.isdir(args.log_dir):
+        raise FileNotFoundError(f"LOGDIR {args.log_dir!r} is not a directory (expected the "
+                                "log_dir of a monitor: window-NNNNNN.parquet files)")
+    logged = read_window_log(args.log_dir)
+    if not logged:
+        raise ValueError(f"LOGDIR {args.log_dir!r} holds no window-NNNNNN.parquet files")
+    # the model is only resolved: a replay is a what-if and records no signal
+    reg, guard, model, ref_data = _model_setup(args)
+    if reg is not None:
+        reg.close()
+    mon = Monitor(args.reference, guard=guard, window=logged[0][1].num_rows, ert=args.ert,
+                  model=model, reference_dataset=ref_data, store=args.store, seed=args.seed)
+    alerted = []
+    for index, table, preds in logged:
+        first = len(mon.windows)
+        mon.observe(table, preds)
+        mon.flush()  # one logged window, one replayed window (a shorter last one too)
+        for win in mon.windows[first:]:
+            if win.alarms:
+                alerted.append({"logged_window": index, **win.to_dict()})
+                if not args.json:
+                    print(_alarm_line(win).replace(f"window {win.index}",
+                                                   f"window {index}", 1))
+    if args.json:
+        print(json.dumps({"windows": len(mon.windows), "alerted": alerted,
+                          "signals": [s.to_dict() for s in mon.signals]}, indent=1,
+                         default=str))
+    else:
+        print(f"replayed {len(logged)} windows: {len(alerted)} would have alerted, "
+              f"{len(mon.signals)} signals")
+    return 1 if alerted else 0
+
+
 def _add_columns_types(p) -> None:
     p.add_argument("--columns", action=_ColumnsAction, metavar="A,B", default=None,
                    help="only these columns, comma-separated (repeatable)")
@@ -215,3 +431,55 @@ def add_parser(sub, parser_class) -> None:
     d.add_argument("--json", action="store_true", help="print the report as JSON")
     d.add_argument("--store", default=None, help="store for table-version references")
     d.set_defaults(func=cmd_drift)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--reference", required=True, metavar="REF",
+                        help="the reference: a .profile, Parquet/Arrow/CSV file, table version "
+                        "or registry profile")
+    common.add_argument("--model", metavar="NAME@ALIAS", default=None,
+                        help="the model version watched: its guard comes from the input and "
+                        "output profiles logged for it (Guard.from_registry)")
+    common.add_argument("--ert", type=_ert_arg, default=100.0,
+                        help="expected run length without drift, in windows, that the alarms "
+                        "are calibrated for (default 100)")
+    common.add_argument("--seed", type=int, default=0, help="seed of the calibration (default 0)")
+    common.add_argument("--store", default=None, help="store for references and the registry")
+    common.add_argument("--json", action="store_true", help="print JSON (see the description)")
+
+    w = msub.add_parser("watch", parents=[common], help="run a monitor over a directory of "
+                        "Parquet files; exit 1 on a retrain signal",
+                        description="Feed the Parquet files of SOURCE (in name order) to a "
+                        "monitor calibrated on REF. Prints one line per closed window that "
+                        "alarms and one line per retrain signal (with --json: one JSON object "
+                        "per line, with an 'event' of alarm, signal or summary). With --model, "
+                        "signals are recorded in the registry. Exit status 0: no signal; 1: at "
+                        "least one retrain signal; 2: bad usage or input.")
+    w.add_argument("source", help="directory of Parquet files")
+    w.add_argument("--window", type=_window_arg, default=1000,
+                   help="rows per window, or a duration (30s, 15m, 1h, 1d) (default 1000)")
+    w.add_argument("--time-column", default=None,
+                   help="column of row times for duration windows (default: arrival time)")
+    w.add_argument("--predictions", metavar="COLUMN", default=None,
+                   help="the column of the files that holds the model's predictions (checked "
+                   "by the guard's output checks); the other columns are features")
+    w.add_argument("--on-signal", metavar="CMD", default=None,
+                   help="run CMD through the shell for each signal, with the signal as JSON on "
+                   "its standard input; a failing CMD is reported on stderr, the watch goes on")
+    w.add_argument("--log-dir", default=None,
+                   help="write each closed window's rows there (Parquet), for `monitor replay`")
+    w.add_argument("--follow", action="store_true",
+                   help="keep polling SOURCE for new files until interrupted (Ctrl-C or "
+                   "SIGTERM: the summary is printed, the exit status is as without it)")
+    w.add_argument("--interval", type=_interval_arg, default=2.0,
+                   help="seconds between polls with --follow (default 2)")
+    w.set_defaults(func=cmd_watch)
+
+    r = msub.add_parser("replay", parents=[common], help="replay a window log; exit 1 if a "
+                        "window would have alerted",
+                        description="Replay the windows a monitor logged (--log-dir) through "
+                        "a fresh monitor calibrated on REF, one window per logged file, and "
+                        "print the windows that would have alerted. No signal is recorded. "
+                        "Exit status 0: none would have alerted; 1: at least one; 2: bad usage "
+                        "or input.")
+    r.add_argument("log_dir", metavar="LOGDIR", help="a monitor's window log directory")
+    r.set_defaults(func=cmd_replay)

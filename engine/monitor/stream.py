@@ -46,6 +46,14 @@ windows), as alibi-detect's online detectors take it:
 
 Time windows are calibrated at the row count of the first window.
 
+Window log
+----------
+With ``log_dir``, each closed window's rows are written to
+``<log_dir>/window-<index:06d>.parquet`` (the predictions, when given, as the column
+``__prediction__``), atomically: to a temporary file beside it, then renamed, so that a
+reader never sees half a window. :func:`read_window_log` reads them back in window order
+(``mlops monitor replay`` feeds them to a fresh monitor, one window per file).
+
 Incidents
 ---------
 An alarm of a cause opens an incident unless one of that cause is open; further alarms
@@ -250,6 +258,9 @@ class Monitor:
         [20,000, 200,000]).
     report_dir : str, optional
         Write each alarming window's drift report there (JSON) and name it in the signal.
+    log_dir : str, optional
+        Write each closed window's rows there as Parquet (see "Window log" in the module
+        docstring).
     seed : int
         Seeds the calibration.
     """
@@ -258,7 +269,7 @@ class Monitor:
                  on_signal=None, registry=None, model=None, reference_dataset=None, store=None,
                  time_column=None, k: float = 0.5, clear_level=None, clear_windows: int = 10,
                  violation_rate=None, calibration_windows: int | None = None, report_dir=None,
-                 seed: int = 0):
+                 log_dir=None, seed: int = 0):
         if isinstance(ert, bool) or not isinstance(ert, (int, float)) or not ert > 1:
             raise ValueError(f"ert must be a number of windows > 1, got {ert!r}")
         if guard is not None and not (hasattr(guard, "check") and hasattr(guard, "check_output")):
@@ -277,7 +288,7 @@ class Monitor:
                              f"{calibration_windows!r}")
         if violation_rate is not None and not 0 <= violation_rate < 1:
             raise ValueError(f"violation_rate must lie in [0, 1), got {violation_rate!r}")
-        self.window_rows, self.window_seconds = _parse_window(window)
+        self.window_rows, self.window_seconds = parse_window(window)
         if isinstance(reference, (str, os.PathLike)):
             from .inputs import load_input
 
@@ -294,6 +305,9 @@ class Monitor:
         self.registry, self.time_column, self.k = registry, time_column, float(k)
         self.clear_level = 1.0 if clear_level is None else float(clear_level)
         self.clear_windows, self.report_dir = clear_windows, report_dir
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(f"log_dir must be a directory path, got {type(log_dir).__name__}")
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.calibration_windows, self.seed = calibration_windows, seed
         self.model = registry.get(model).ref if registry is not None and model else model
         if reference_dataset is None and registry is not None and self.model:
@@ -450,6 +464,8 @@ class Monitor:
         if start is None:
             start = self.windows[-1].end if self.windows else 0.0  # row offsets
             end = start + n
+        if self.log_dir is not None:
+            write_window_log(self.log_dir, index, table, preds)
         prof = profile(table, edges_from=self.reference)
         rep = drift(self.reference, prof, tests=self.tests, progress=False)
         self.last_report = rep
@@ -523,8 +539,68 @@ class Monitor:
         return [i for i in self.incidents if i.open]
 
 
+# ---------------------------------------------------------------------- window log
+LOG_PREDICTIONS = "__prediction__"
+_LOG_NAME = re.compile(r"window-(\d+)\.parquet")
+
+
+def write_window_log(log_dir: str, index: int, table: pa.Table, preds=None) -> str:
+    """Write one window's rows (and predictions) as ``window-<index:06d>.parquet`` under
+    ``log_dir``, atomically (temporary file, then rename); returns its path."""
+    import pyarrow.parquet as pq
+
+    if preds is not None:
+        if LOG_PREDICTIONS in table.column_names:
+            raise ValueError(f"a batch column is named {LOG_PREDICTIONS!r}, the window log's "
+                             "name for the predictions; rename it to log windows")
+        table = table.append_column(LOG_PREDICTIONS, pa.array(np.asarray(preds)))
+    os.makedirs(log_dir, exist_ok=True)
+    path = os.path.join(log_dir, f"window-{index:06d}.parquet")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def read_window_log(log_dir):
+    """The windows :class:`Monitor` logged under ``log_dir``, in window order: a list of
+    ``(index, table, predictions or None)``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _ = write_window_log(d, 0, pa.table({"x": [1.0, 2.0]}), [0.5, 0.7])
+    >>> [(i, t.column_names, p.tolist()) for i, t, p in read_window_log(d)]
+    [(0, ['x'], [0.5, 0.7])]
+    """
+    import pyarrow.parquet as pq
+
+    log_dir = os.fspath(log_dir)
+    if not os.path.isdir(log_dir):
+        raise FileNotFoundError(f"log_dir {log_dir!r} is not a directory")
+    found = sorted((int(m.group(1)), name) for name in os.listdir(log_dir)
+                   if (m := _LOG_NAME.fullmatch(name)))
+    out = []
+    for index, name in found:
+        table = pq.read_table(os.path.join(log_dir, name))
+        preds = None
+        if LOG_PREDICTIONS in table.column_names:
+            preds = table.column(LOG_PREDICTIONS).to_numpy()
+            table = table.drop_columns([LOG_PREDICTIONS])
+        out.append((index, table, preds))
+    return out
+
+
 # ---------------------------------------------------------------------- helpers
-def _parse_window(window):
+def parse_window(window):
+    """``(rows, seconds)`` of a window given as a row count (``1000``) or a duration
+    (``"1h"``, ``"15m"``, ``"30s"``, ``"1d"``); the other is None. Raises ValueError."""
     if isinstance(window, bool):
         raise ValueError(f"window must be a row count or a duration like '1h', got {window!r}")
     if isinstance(window, int):
