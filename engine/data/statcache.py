@@ -233,21 +233,15 @@ class StatCache:
 
     def save(self, files: list[tuple[str, os.stat_result, bytes, list]], started_ns: int,
              tree: dict | None = None) -> None:
-        """Cache the non-racy ``files``; remember ``tree`` (``id``, ``blob``, ``links``:
-        the manifest they and the links made) only if none of them was racy."""
-        rows = [(p, st, fid, ch) for p, st, fid, ch in files if st.st_mtime_ns < started_ns - RACY_NS]
-        if len(rows) < len(files):
-            tree = None
-        if tree == self.tree and len(rows) == len(self.paths) and all(
-                self.entries.get(p) == (stat_key(st), fid, ch) for p, st, fid, ch in rows):
-            return  # the cache already says exactly this (an unchanged tree): no rewrite
-        self._write([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                    [r[3] for r in rows], tree)
+        """:meth:`save_columns` of rows ``(path, stat, file id, [(chunk id, length)])``."""
+        self.save_columns([f[0] for f in files], [f[1] for f in files], [f[2] for f in files],
+                          ChunkLists.from_pylists([f[3] for f in files]), started_ns, tree)
 
     def save_columns(self, paths: list[str], stats: list, file_ids: list, chunks: ChunkLists,
                      started_ns: int, tree: dict | None = None, unchanged: bool = False) -> None:
-        """:meth:`save` from columns (``chunks``: the files' chunk lists, one row each).
-        ``unchanged``: every file was a cache hit."""
+        """Cache the non-racy files (``chunks``: their chunk lists, one row each); remember
+        ``tree`` (``id``, ``blob``, ``links``: the manifest they and the links made) only if
+        none of them was racy. ``unchanged``: every file was a cache hit."""
         keep = [st.st_mtime_ns < started_ns - RACY_NS for st in stats]
         if not all(keep):
             tree = None
@@ -256,9 +250,6 @@ class StatCache:
                                       for col in (paths, stats, file_ids))
         if unchanged and tree == self.tree and paths == self.paths:
             return  # every row came from this cache, in its order: nothing to rewrite
-        self._write(paths, stats, file_ids, chunks.to_arrow(), tree)
-
-    def _write(self, paths, stats, file_ids, chunks, tree) -> None:
         t = table_from_columns({
             "path": paths,
             "size": [st.st_size for st in stats],
@@ -267,7 +258,7 @@ class StatCache:
             "ino": [st.st_ino for st in stats],
             "dev": [st.st_dev for st in stats],
             "file_id": file_ids,
-            "chunks": chunks,  # (id, length) pairs, or an Arrow array of them
+            "chunks": chunks.to_arrow(),
         }, SCHEMA)
         schema = SCHEMA.with_metadata({"tree": json.dumps(tree)}) if tree else SCHEMA
         sink = pa.BufferOutputStream()
