@@ -1,9 +1,9 @@
-"""The guard's batch checks: range/NaN codes of numeric columns and unseen-category codes.
+"""The guard's batch checks: range/NaN codes, unseen-category codes, text scripts and trigram scores.
 
 Public functions validate and convert, then dispatch to the kernel registry
 (``engine.kernels._registry``): kernel ``guard_range`` is
-``reference_guard.guard_range`` and ``guard_numba.guard_range``, kernel
-``guard_category`` likewise. The codes are documented in
+``reference_guard.guard_range`` and ``guard_numba.guard_range``, kernels
+``guard_category`` and ``guard_text`` likewise. The codes are documented in
 :mod:`engine.kernels.reference_guard`. ``engine.monitor.guard`` uses them for
 :meth:`Guard.check` on batches.
 
@@ -25,6 +25,7 @@ from ._registry import register_kernel
 
 register_kernel("guard_range", reference=".reference_guard", numba=".guard_numba")
 register_kernel("guard_category", reference=".reference_guard", numba=".guard_numba")
+register_kernel("guard_text", reference=".reference_guard", numba=".guard_numba")
 
 
 def range_codes(x, lo: float, hi: float, *, nan_ok: bool, backend: str | None = None) -> np.ndarray:
@@ -64,4 +65,38 @@ def category_codes(indices, seen, *, null_ok: bool, backend: str | None = None) 
                           bool(null_ok), backend=backend)
 
 
-__all__ = ["category_codes", "range_codes"]
+def text_scores(data, offsets, char_ok, scores, *, backend: str | None = None):
+    """Per string of a UTF-8 buffer: ``(unseen, sums, ntri)`` (see
+    :mod:`engine.kernels.reference_guard`): whether a character is not allowed by
+    ``char_ok`` (one bool per code point, the last entry for every code point past
+    it), the summed ``scores`` of its hashed character trigrams, and their number.
+
+    ``data`` is the bytes (uint8), ``offsets`` the ``n + 1`` non-decreasing string
+    boundaries into it, as in an Arrow string array.
+
+    Examples
+    --------
+    >>> ok = np.ones(0x110002, bool)
+    >>> data = np.frombuffer(b"abcd", np.uint8)
+    >>> [a.tolist() for a in text_scores(data, np.array([0, 4]), ok, np.full(16, 0.5))]
+    [[0], [1.0], [2]]
+    """
+    data = np.asarray(data)
+    if data.ndim != 1 or data.dtype != np.uint8:
+        raise ValueError(f"data must be a 1-D uint8 array, got {data.dtype}{data.shape}")
+    off = np.asarray(offsets)
+    if off.ndim != 1 or off.dtype.kind not in "iu" or len(off) < 1:
+        raise ValueError(f"offsets must be a non-empty 1-D integer array, got {off.dtype}{off.shape}")
+    off = np.ascontiguousarray(off, dtype=np.int64)
+    if len(off) > 1 and (off[0] < 0 or off[-1] > len(data) or bool((np.diff(off) < 0).any())):
+        raise ValueError(f"offsets must be non-decreasing within [0, {len(data)}]")
+    ok = np.ascontiguousarray(np.asarray(char_ok, dtype=np.bool_))
+    if ok.ndim != 1 or len(ok) < 1:
+        raise ValueError("char_ok must be a non-empty 1-D array of bools")
+    sc = np.ascontiguousarray(np.asarray(scores, dtype=np.float64))
+    if sc.ndim != 1 or len(sc) < 1:
+        raise ValueError("scores must be a non-empty 1-D array of floats")
+    return _registry.call("guard_text", np.ascontiguousarray(data), off, ok, sc, backend=backend)
+
+
+__all__ = ["category_codes", "range_codes", "text_scores"]

@@ -402,6 +402,40 @@ def category_cases():
     ]
 
 
+def _utf8(strings):
+    """(data, offsets) of strings as an Arrow string array lays them out."""
+    enc = [s.encode() for s in strings]
+    off = np.concatenate([[0], np.cumsum([len(e) for e in enc])]).astype(np.int64)
+    return np.frombuffer(b"".join(enc), np.uint8).copy(), off
+
+
+def text_cases():
+    rng = np.random.default_rng(9)
+    alphabet = list("abcdefghij ñáé.,ж字🙂") + ["\U0010FFFF"]
+    words = ["".join(rng.choice(alphabet, int(rng.integers(0, 40)))) for _ in range(500)]
+    data, off = _utf8(words)
+    ok = np.ones(0x110002, bool)
+    ok[0x0400:0x0530] = False  # Cyrillic not allowed
+    scores = rng.exponential(size=4096)
+    junk = rng.integers(0, 256, 3000).astype(np.uint8)  # not UTF-8: stray and cut-off bytes
+    cuts = np.sort(rng.integers(0, len(junk), 200))
+    junk_off = np.concatenate([[0], cuts, [len(junk)]]).astype(np.int64)
+    tail = np.array([ord("a"), ord("b"), 0xF7, 0xBF], np.uint8)  # a lead byte cut off by the end
+    small = rng.random(300) < 0.7  # a short table: most code points fall past it
+    one, one_off = _utf8(["abc"])
+    return [
+        ("random strings", (data, off, ok, scores)),
+        ("random strings, 7 buckets", (data, off, ok, rng.normal(size=7))),
+        ("a slice of the buffer", (data, off[100:301], ok, scores)),
+        ("invalid UTF-8", (junk, junk_off, ok, scores)),
+        ("invalid UTF-8, short table", (junk, junk_off, small, scores)),
+        ("lead byte at the end", (tail, np.array([0, 4], np.int64), small, scores)),
+        ("empty strings", (np.zeros(0, np.uint8), np.zeros(5, np.int64), ok, scores)),
+        ("no strings", (np.zeros(0, np.uint8), np.zeros(1, np.int64), ok, scores)),
+        ("one trigram, one bucket", (one, one_off, ok, np.array([0.25]))),
+    ]
+
+
 # ---------------------------------------------------------------------------
 # kernel id -> cases
 # ---------------------------------------------------------------------------
@@ -430,4 +464,5 @@ CASES: dict[str, KernelCases] = {
                         rtol=1e-12, atol=1e-300),
     "guard_range": KernelCases(range_cases),
     "guard_category": KernelCases(category_cases),
+    "guard_text": KernelCases(text_cases),
 }

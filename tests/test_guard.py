@@ -5,6 +5,7 @@ The language fixtures in tests/data/lang/ are everyday sentences written for the
 """
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,21 @@ def test_kernel_wrappers_validate():
     with pytest.raises(ValueError, match="seen has 2"):
         K.guard.category_codes(np.array([0, 5]), np.ones(2, bool), null_ok=False)
     assert K.guard.range_codes(np.array([1, 7], np.int32), 0, 5, nan_ok=False).tolist() == [0, 2]
+    ok, sc = np.ones(10, bool), np.ones(4)
+    data = np.frombuffer(b"abcdef", np.uint8)
+    with pytest.raises(ValueError, match="uint8"):
+        K.guard.text_scores(data.astype(np.int64), np.array([0, 6]), ok, sc)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        K.guard.text_scores(data, np.array([0, 4, 2]), ok, sc)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        K.guard.text_scores(data, np.array([0, 7]), ok, sc)
+    with pytest.raises(ValueError, match="scores"):
+        K.guard.text_scores(data, np.array([0, 6]), ok, np.zeros(0))
+    with pytest.raises(ValueError, match="char_ok"):
+        K.guard.text_scores(data, np.array([0, 6]), np.zeros(0, bool), sc)
+    unseen, sums, ntri = K.guard.text_scores(data, np.array([0, 2, 6]), ok, sc)
+    # code points >= 10 ('a' is 97) fall on the table's last entry, which allows them
+    assert (unseen.tolist(), sums.tolist(), ntri.tolist()) == ([0, 0], [0.0, 2.0], [0, 2])
 
 
 def test_trigram_bucket_is_the_profile_hash():
@@ -121,6 +137,14 @@ def test_language_batch_equals_rows(lang_guard):
     got = list(zip(res["row"].to_pylist(), res["check"].to_pylist(), res["value"].to_pylist()))
     assert sorted(got) == sorted(rows)
     assert {c for _, c, _ in got} == {"trigram_distance", "unseen_script", "null"}
+    # the same strings as chunks of a sliced array, as large_string and as a dictionary:
+    # rows are numbered across chunks and slices
+    arr = pa.array(["pad"] * 3 + texts)
+    chunked = pa.chunked_array([arr.slice(3, 20), arr.slice(23, 0), arr.slice(23)])
+    for col in (chunked, chunked.cast(pa.large_string()), chunked.dictionary_encode()):
+        res = lang_guard.check(pa.table({"q": col}))
+        assert sorted(zip(res["row"].to_pylist(), res["check"].to_pylist(),
+                          res["value"].to_pylist())) == sorted(rows)
 
 
 def test_trigram_threshold_is_the_documented_calibration():
@@ -381,3 +405,81 @@ def test_violation_and_error_types():
     err = OutOfDistributionError([v, v._replace(check="trigram_distance", action="flag")])
     assert isinstance(err, ValueError) and len(err.violations) == 2 and len(err.reasons) == 1
     assert "q: unseen_script" in str(err)
+
+
+# ---------------------------------------------------------------------------
+# the optional language check (py3langid, extra "langid")
+# ---------------------------------------------------------------------------
+
+
+def test_language_check_flags_other_languages(lang_guard):
+    p = lang_guard.input_profile
+    # the trigram check all but off, so that the language check has to do the work
+    g = Guard(p, languages=["es"], text_alpha=1e-12)
+    assert g.languages == {"q": ["es"]}
+    assert all(g.check_row({"q": s}) == [] for s in sentences("es_test"))
+    checks = [[v.check for v in g.check_row({"q": s})] for s in sentences("en")]
+    assert sum(c == ["language"] for c in checks) >= 70, checks
+    v = next(v for s in sentences("en") for v in g.check_row({"q": s}) if v.check == "language")
+    assert v.action == "flag" and "identified 'en'" in v.expected and "language in es" in v.expected
+    # batches give the rows' violations, and Cyrillic is still rejected for its script first
+    texts = sentences("es_test")[:10] + sentences("en")[:10] + sentences("ru")[:2] + [None, "sí"]
+    res = g.check(pa.table({"q": texts}))
+    want = sorted((i, v.check) for i, t in enumerate(texts)
+                  for v in g.check_row({"q": t}, raise_on_reject=False))
+    assert sorted(zip(res["row"].to_pylist(), res["check"].to_pylist())) == want
+    assert {"language", "unseen_script", "null"} <= {c for _, c in want}
+    # English allowed too: no value identified as English or Spanish is flagged
+    g_both = Guard(p, languages={"q": ["es", "en"]}, text_alpha=1e-12)
+    both = [v for s in sentences("en") for v in g_both.check_row({"q": s}) if v.check == "language"]
+    assert len(both) <= 10 and not [v for v in both if "'en'" in v.expected or "'es'" in v.expected]
+    assert Guard(p, languages=["es"], policy={"language": "reject"}).action("q", "language") == "reject"
+
+
+def test_language_arguments_are_checked(lang_guard):
+    p = lang_guard.input_profile
+    with pytest.raises(TypeError, match=r"write \['es'\]"):
+        Guard(p, languages="es")
+    with pytest.raises(ValueError, match="unknown \\['xx'\\]"):
+        Guard(p, languages=["es", "xx"])
+    with pytest.raises(ValueError, match="not text columns"):
+        Guard(p, languages={"age": ["es"]})
+    with pytest.raises(ValueError, match="min_confidence"):
+        Guard(p, languages=["es"], min_confidence=1.5)
+
+
+def test_language_without_py3langid_says_what_to_install(lang_guard, monkeypatch):
+    from engine.monitor import language
+
+    language.identifier.cache_clear()
+    monkeypatch.setitem(sys.modules, "py3langid.langid", None)
+    try:
+        with pytest.raises(ImportError, match=r"mlops-engine\[langid\]"):
+            Guard(lang_guard.input_profile, languages=["es"])
+    finally:
+        language.identifier.cache_clear()
+
+
+def test_screen_returns_accepted_rows_and_a_rejection(tab):
+    data, p = tab
+    g = Guard(p, overrides={"age": "clip"})
+    rows = [{"age": 30.0, "plan": "pro", "visits": 2, "bmi": 24.0},
+            {"age": 30.0, "plan": "gold", "visits": 2, "bmi": 24.0},   # unseen category: reject
+            {"age": 300.0, "plan": "free", "visits": 2, "bmi": 24.0},  # clipped, served
+            {"age": 30.0, "plan": "pro", "visits": 99, "bmi": 24.0}]   # range: flagged, served
+    batch = pa.table({k: [r[k] for r in rows] for k in rows[0]})
+    s = g.screen(batch)
+    assert s.accepted_rows.tolist() == [0, 2, 3] and s.rejection.rows.tolist() == [1]
+    assert len(s.rejection) == 1 and s.accepted.num_rows == 3
+    hi = next(v.replacement for v in g.check_row(rows[2], raise_on_reject=False))
+    assert s.accepted.column("age").to_pylist() == [30.0, hi, 30.0]
+    assert s.accepted.column("plan").to_pylist() == ["pro", "free", "pro"]
+    (reason,) = s.rejection.reasons(1)
+    assert reason.startswith("plan: unseen_category ('gold'")
+    assert s.rejection.table().column("row").to_pylist() == [1]
+    assert sorted(s.violations.column("check").to_pylist()) == ["range", "range", "unseen_category"]
+    # nothing rejected: every row, in order; an empty batch: an empty table
+    ok = g.screen(batch.slice(0, 1))
+    assert ok.accepted.num_rows == 1 and len(ok.rejection) == 0
+    empty = g.screen(batch.slice(0, 0))
+    assert empty.accepted.num_rows == 0 and empty.accepted.column_names == batch.column_names

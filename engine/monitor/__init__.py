@@ -15,11 +15,11 @@ from .drift import DriftReport, adjust_pvalues, check_options, drift
 from .inputs import load_input
 from .profile import Profile, profile
 
-__all__ = ["DriftReport", "Guard", "Monitor", "OutOfDistributionError", "Profile",
-           "RetrainSignal", "Violation", "adjust_pvalues", "check_options", "drift", "load_input",
-           "load_profile", "profile"]
+__all__ = ["DriftReport", "Guard", "Monitor", "OutOfDistributionError", "Profile", "Rejection",
+           "RetrainSignal", "Screened", "Violation", "adjust_pvalues", "check_options", "drift",
+           "load_input", "load_profile", "profile"]
 
-_GUARD_NAMES = ("Guard", "OutOfDistributionError", "Violation")
+_GUARD_NAMES = ("Guard", "OutOfDistributionError", "Rejection", "Screened", "Violation")
 
 
 def __getattr__(name: str):

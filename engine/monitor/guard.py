@@ -25,6 +25,8 @@ check                what it means                                           def
                      (Cyrillic sent to a model trained on Spanish)
 ``trigram_distance`` text whose character trigrams fit training's badly       flag
                      (another language in the same script)
+``language``         text identified as a language not in ``languages``      flag
+                     (optional, extra ``langid``; see below)
 ``output_range``     a prediction outside the output profile's range         flag
                      (``clip`` possible)
 ``unseen_class``     a predicted class never predicted in the output profile flag
@@ -33,7 +35,8 @@ check                what it means                                           def
 Policies: ``flag`` (the violation is returned), ``reject`` (:meth:`check_row`
 and wrapped functions raise :class:`OutOfDistributionError` carrying every
 violation of the request; :meth:`check` marks the rows, and raises only with
-``raise_on_reject=True``), ``clip`` (numbers only: the value is clipped into the
+``raise_on_reject=True``; :meth:`screen` returns the accepted rows and a
+:class:`Rejection` of the others), ``clip`` (numbers only: the value is clipped into the
 range, reported with its ``replacement``, and a wrapped function gets the clipped
 value). ``policy="flag"`` keeps the three defaults above that reject; a string
 policy ``"reject"`` rejects every check; ``"clip"`` clips ranges and keeps the
@@ -68,6 +71,13 @@ already rejected for their script, are not scored. On the test fixtures (300
 Spanish training sentences, default 4096 buckets) 100 of 100 other Spanish
 sentences pass and 99 of 100 English ones are flagged.
 
+``language`` (optional): ``Guard(..., languages=["es"])`` (every text column) or
+``languages={"note": ["es"]}`` identifies each value that passed the script and
+trigram checks with py3langid (:mod:`engine.monitor.language`, extra ``langid``)
+and flags it when its most probable language is not listed and has probability
+``min_confidence`` or more (default 0.5). Values with fewer than 3 characters are
+not identified. It is a per-row check (about 25 µs a value), opt-in.
+
 Examples
 --------
 >>> from engine.monitor import profile
@@ -91,7 +101,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.kernels import guard as _K
+from engine.store.arrow_build import numpy_from_array
 
+from . import language as _language
 from . import text as _text
 from .profile_categorical import as_strings
 from .profile_format import Profile
@@ -100,12 +112,13 @@ from .profile_numeric import NumericColumn
 from .profile_text import TextColumn
 
 CHECKS = ("missing_column", "extra_column", "type", "null", "range", "unseen_category",
-          "unseen_script", "trigram_distance", "output_range", "unseen_class")
+          "unseen_script", "trigram_distance", "language", "output_range", "unseen_class")
 POLICIES = ("flag", "reject", "clip")
 #: Checks that reject by default; every other check flags.
 DEFAULT_REJECT = frozenset({"unseen_script", "unseen_category", "missing_column"})
 DEFAULT_TOLERANCE = 0.1
 DEFAULT_TEXT_ALPHA = 0.01
+DEFAULT_MIN_CONFIDENCE = 0.5
 TRIGRAM_SMOOTHING = 0.5
 _CLIPPABLE = frozenset({"range", "output_range"})
 _MISSING = object()
@@ -187,6 +200,37 @@ def _category_key(v):
             return ("-0" if math.copysign(1.0, f) < 0 else "0") if f == 0 else str(int(f))
         return repr(f)
     return None
+
+
+class Rejection(NamedTuple):
+    """The rejected rows of a batch (:meth:`Guard.screen`) and why.
+
+    ``rows``: row numbers in the batch (int64, ascending); ``violations``: every
+    violation of those rows (the rejecting ones and any flagged beside them).
+    """
+
+    rows: np.ndarray
+    violations: list
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def reasons(self, row: int) -> list[str]:
+        """The reasons of one rejected row, as :meth:`Violation.reason` words them."""
+        return [v.reason() for v in self.violations if v.row == row]
+
+    def table(self) -> pa.Table:
+        """The violations as an Arrow table (:data:`RESULT_SCHEMA`)."""
+        return violations_table(self.violations)
+
+
+class Screened(NamedTuple):
+    """A batch screened by :meth:`Guard.screen`: what may be served, and what may not."""
+
+    accepted: pa.Table
+    accepted_rows: np.ndarray
+    rejection: Rejection
+    violations: pa.Table
 
 
 class _Policies:
@@ -421,6 +465,10 @@ class _Text:
         self.z = statistics.NormalDist().inv_cdf(1.0 - alpha)
         self._chars: dict = {}
         self._tri: dict = {}
+        self._char_table = None
+        self.langs: frozenset | None = None
+        self.min_confidence = DEFAULT_MIN_CONFIDENCE
+        self.a_lang = pol.of(name, "language")
 
     def threshold(self, n: int) -> float:
         return self.mu + self.z * self.sd / math.sqrt(n)
@@ -467,9 +515,18 @@ class _Text:
         score = total / n
         thr = self.threshold(n)
         if score <= thr:
-            return None
+            return None if self.langs is None else self.language(v, row)
         return Violation(row, self.name, "trigram_distance", v,
                          f"trigram score <= {thr:.4f} (got {score:.4f})", self.a_tri)
+
+    def language(self, v: str, row: int):
+        """The ``language`` violation of text ``v``, or None (see the module docstring)."""
+        lang, p = _language.identify(v)
+        if lang in self.langs or p < self.min_confidence:
+            return None
+        return Violation(row, self.name, "language", v,
+                         f"language in {', '.join(sorted(self.langs))} "
+                         f"(identified {lang!r}, p={p:.2f})", self.a_lang)
 
     def batch(self, col, n, out: list) -> None:
         if col.family == "null":
@@ -480,45 +537,56 @@ class _Text:
         if col.family != "string":
             _wrong_type(col, self.name, "a string", self.a_type, self.null_ok, self.a_null, out)
             return
-        arr = col.arrow_array()
-        arr = as_strings(arr).combine_chunks() if len(arr) else pa.array([], pa.large_string())
-        valid = np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
-        if not self.null_ok:
-            out.extend(Violation(int(i), self.name, "null", None, "not null", self.a_null)
-                       for i in np.flatnonzero(~valid))
-        rows = np.flatnonzero(valid)
-        if not len(rows):
+        arr = as_strings(col.arrow_array())
+        chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+        base = 0
+        for c in chunks:
+            if not (pa.types.is_string(c.type) or pa.types.is_large_string(c.type)):
+                c = c.cast(pa.large_string())
+            self._batch_chunk(c, base, out)
+            base += len(c)
+
+    def _batch_chunk(self, c, base: int, out: list) -> None:
+        """Violations of one string chunk whose first row is ``base``: one kernel pass
+        (``guard_text``) over its UTF-8 bytes for scripts and trigram scores."""
+        if not len(c):
             return
-        vals = arr.filter(pa.array(valid))
-        offsets, data = _text._offsets_and_data(vals)
-        lens = np.asarray(pc.utf8_length(vals).to_numpy(zero_copy_only=False), dtype=np.int64)
-        char_off = np.concatenate([[0], np.cumsum(lens)])
-        cp = _text._codepoints(data[offsets[0]:offsets[-1]], int(char_off[-1]))
-        nv = len(lens)
-        owner = np.repeat(np.arange(nv), lens)
-        bad = np.zeros(nv, dtype=bool)
-        bad[owner[~self.allowed[_text.script_of(cp)]]] = True
-        # trigrams inside each value: position p starts one iff p + 2 < its value's end
-        ntri = np.maximum(lens - 2, 0)
-        pos = np.flatnonzero(np.repeat(ntri > 0, lens) &
-                             (np.arange(len(cp)) + 2 < np.repeat(char_off[1:], lens)))
-        sums = np.zeros(nv)
-        if len(pos):
-            h = _text.trigram_hash(cp[pos], cp[pos + 1], cp[pos + 2]) % np.uint64(self.buckets)
-            sums = np.bincount(owner[pos], weights=self.scores[h.astype(np.intp)], minlength=nv)
+        valid = (np.ones(len(c), dtype=bool) if not c.null_count else
+                 numpy_from_array(c.is_valid(), np.bool_))
+        if not self.null_ok and c.null_count:
+            out.extend(Violation(base + int(i), self.name, "null", None, "not null", self.a_null)
+                       for i in np.flatnonzero(~valid))
+        offsets, data = _text._offsets_and_data(c)
+        unseen, sums, ntri = _K.text_scores(data, offsets, self.char_ok(), self.scores)
+        bad = valid & (unseen != 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             score = sums / ntri
             thr = self.mu + self.z * self.sd / np.sqrt(ntri)
-        far = (ntri > 0) & ~bad & (score > thr)
-        for j in np.flatnonzero(bad | far).tolist():
-            v = vals[j].as_py()
+        far = valid & (ntri > 0) & ~bad & (score > thr)
+        lang = {}
+        if self.langs is not None:  # per row, opt-in: the values that passed both checks
+            for j in np.flatnonzero(valid & (ntri > 0) & ~bad & ~far).tolist():
+                w = self.language(c[j].as_py(), base + j)
+                if w is not None:
+                    lang[j] = w
+        for j in sorted(np.flatnonzero(bad | far).tolist() + list(lang)):
+            if j in lang:
+                out.append(lang[j])
+                continue
+            v = c[j].as_py()
             if bad[j]:
-                out.append(Violation(int(rows[j]), self.name, "unseen_script", v,
+                out.append(Violation(base + j, self.name, "unseen_script", v,
                                      self.script_expected, self.a_script))
             else:
-                out.append(Violation(int(rows[j]), self.name, "trigram_distance", v,
+                out.append(Violation(base + j, self.name, "trigram_distance", v,
                                      f"trigram score <= {thr[j]:.4f} (got {score[j]:.4f})",
                                      self.a_tri))
+
+    def char_ok(self) -> np.ndarray:
+        """Whether each code point's script was seen in training (built on first use)."""
+        if self._char_table is None:
+            self._char_table = self.allowed[_text.script_table()]
+        return self._char_table
 
 
 _M64 = (1 << 64) - 1
@@ -616,6 +684,13 @@ class Guard:
     output_quantiles : (float, float), optional
         Hold numeric outputs to this quantile range of the output profile's sample
         (widened by the tolerance) instead of its min and max.
+    languages : list or dict, optional
+        ISO 639-1 codes the text columns may be written in (a list for every text
+        column, or ``{column: list}``): adds the ``language`` check (py3langid,
+        extra ``langid``).
+    min_confidence : float
+        A value is flagged for its language only when the identified language has
+        at least this probability (default 0.5).
 
     Examples
     --------
@@ -627,7 +702,8 @@ class Guard:
 
     def __init__(self, input_profile, output_profile=None, policy="flag", *,
                  tolerance: float = DEFAULT_TOLERANCE, overrides=None,
-                 text_alpha: float = DEFAULT_TEXT_ALPHA, output_quantiles=None):
+                 text_alpha: float = DEFAULT_TEXT_ALPHA, output_quantiles=None,
+                 languages=None, min_confidence: float = DEFAULT_MIN_CONFIDENCE):
         if not isinstance(input_profile, Profile):
             raise TypeError(f"input_profile must be a Profile, got {type(input_profile).__name__}")
         if output_profile is not None and not isinstance(output_profile, Profile):
@@ -646,6 +722,16 @@ class Guard:
         self.tolerance = tolerance
         self._pol = _Policies(policy, overrides)
         self._cols = _compile(input_profile, self._pol, tolerance, None, text_alpha, False)
+        if languages is not None:
+            if not _is_number(min_confidence) or not 0 <= min_confidence <= 1:
+                raise ValueError(f"min_confidence must be a number in [0, 1], got "
+                                 f"{min_confidence!r}")
+            texts = [n for n, c in self._cols.items() if c.kind == "text"]
+            for name, codes in _language.allowed_languages(languages, texts).items():
+                self._cols[name].langs = codes
+                self._cols[name].min_confidence = float(min_confidence)
+        self.languages = {n: sorted(c.langs) for n, c in self._cols.items()
+                          if c.kind == "text" and c.langs is not None}
         self._fast = tuple((c.name, c.lo, c.hi, c) for c in self._cols.values()
                            if c.kind == "numeric")
         self._others = tuple(c for c in self._cols.values() if c.kind != "numeric")
@@ -725,6 +811,35 @@ class Guard:
         if raise_on_reject and any(v.action == "reject" for v in viol):
             raise OutOfDistributionError(viol)
         return violations_table(viol)
+
+    def screen(self, batch) -> Screened:
+        """``batch`` split into the rows that may be served and a :class:`Rejection` of the rest.
+
+        A row is rejected when one of its violations has the ``reject`` policy. The
+        accepted rows come back as an Arrow table (clipped values written in), with
+        their row numbers in ``batch``; nothing is raised.
+
+        Examples
+        --------
+        >>> from engine.monitor import profile
+        >>> g = Guard(profile({"plan": ["free", "pro"]}))
+        >>> s = g.screen({"plan": ["pro", "gold", "free"]})
+        >>> s.accepted_rows.tolist(), s.rejection.rows.tolist()
+        ([0, 2], [1])
+        >>> s.rejection.reasons(1)
+        ["plan: unseen_category ('gold'; expected one of 2 categories seen in training)"]
+        """
+        viol = self._batch_violations(batch)
+        cols, n = _columns(batch)
+        rejected = np.zeros(n, dtype=bool)
+        rows = [v.row for v in viol if v.action == "reject"]
+        rejected[rows] = True
+        keep = np.flatnonzero(~rejected)
+        table = _clip_batch(batch, viol, force_table=True)
+        accepted = table if not len(rows) else table.take(pa.array(keep))
+        return Screened(accepted, keep, Rejection(np.flatnonzero(rejected),
+                                                  [v for v in viol if rejected[v.row]]),
+                        violations_table(viol))
 
     def _batch_violations(self, batch) -> list:
         cols, n = _columns(batch)
@@ -943,13 +1058,14 @@ def _table_violations(t: pa.Table) -> list:
             for r in t.to_pylist()]
 
 
-def _clip_batch(batch, viol):
-    """``batch`` with the clipped values of ``viol`` written in (an Arrow table then)."""
+def _clip_batch(batch, viol, force_table: bool = False):
+    """``batch`` with the clipped values of ``viol`` written in (an Arrow table then;
+    always a table with ``force_table``)."""
     clips: dict = {}
     for v in viol:
         if v.action == "clip":
             clips.setdefault(v.column, {})[v.row] = v.replacement
-    if not clips:
+    if not clips and not force_table:
         return batch
     cols, _ = _columns(batch)
     out = {}
@@ -965,4 +1081,4 @@ def _clip_batch(batch, viol):
 
 
 __all__ = ["CHECKS", "DEFAULT_REJECT", "DEFAULT_TOLERANCE", "RESULT_SCHEMA", "Guard",
-           "OutOfDistributionError", "Violation", "violations_table"]
+           "OutOfDistributionError", "Rejection", "Screened", "Violation", "violations_table"]

@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..kernels.reference_guard import decode_utf8, splitmix64, trigram_hash
 from ..store.arrow_build import numpy_from_array
 
 SCRIPTS = ("Latin", "Cyrillic", "Greek", "Arabic", "Hebrew", "Devanagari", "Thai", "Hangul",
@@ -152,64 +153,6 @@ def script_of(codepoints) -> np.ndarray:
     else:
         raise TypeError(f"codepoints must be integers, got dtype {cp.dtype}")
     return script_table()[idx]
-
-
-_LEAD_MASK = np.array([0x7F, 0x1F, 0x0F, 0x07], dtype=np.uint8)
-
-
-def decode_utf8(data) -> tuple[np.ndarray, np.ndarray]:
-    """Code points of UTF-8 bytes, and a mask of the bytes that start a character.
-
-    Returns ``(codepoints, starts)``: ``codepoints`` (uint32, one per
-    character) and ``starts`` (bool, one per byte). Malformed input is not
-    rejected (Arrow strings are valid UTF-8): a stray byte decodes to some code
-    point, possibly past U+10FFFF, never to an error.
-    """
-    b = np.asarray(data, dtype=np.uint8)
-    starts = (b & 0xC0) != 0x80
-    if b.size == 0 or int(b.max()) < 0x80:
-        return b.astype(np.uint32), starts
-    pos = np.flatnonzero(starts)
-    padded = np.concatenate([b, np.zeros(3, np.uint8)])  # continuation reads never run past the end
-    b0 = padded[pos]
-    # bytes in the character: 1 + (lead >= 0xC0) + (lead >= 0xE0) + (lead >= 0xF0)
-    more = (b0 >= 0xC0).view(np.uint8) + (b0 >= 0xE0).view(np.uint8) + (b0 >= 0xF0).view(np.uint8)
-    cp = (b0 & _LEAD_MASK[more]).astype(np.uint32)
-    for k in (1, 2, 3):
-        ck = (padded[pos + k] & 0x3F).astype(np.uint32)
-        cp = np.where(more >= k, (cp << 6) | ck, cp)
-    return cp, starts
-
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-
-
-def splitmix64(x) -> np.ndarray:
-    """SplitMix64 output for state ``x`` (uint64, wrapping arithmetic): ``mix(x + golden)``.
-
-    Examples
-    --------
-    >>> hex(int(splitmix64(np.array([0], dtype=np.uint64))[0]))
-    '0xe220a8397b1dcdaf'
-    """
-    z = np.asarray(x, dtype=np.uint64) + _GOLDEN  # a new array: updated in place below
-    t = np.empty_like(z)
-    for shift, mult in ((30, _M1), (27, _M2), (31, None)):
-        np.right_shift(z, np.uint64(shift), out=t)
-        z ^= t
-        if mult is not None:
-            z *= mult
-    return z
-
-
-def trigram_hash(c0, c1, c2) -> np.ndarray:
-    """Deterministic 64-bit hash of code point trigrams (see the module docstring)."""
-    key = np.asarray(c0, dtype=np.uint64) << np.uint64(42)
-    key |= np.asarray(c1, dtype=np.uint64) << np.uint64(21)
-    key |= np.asarray(c2, dtype=np.uint64)
-    return splitmix64(key)
 
 
 def trigram_counts(codepoints, char_offsets, n_buckets: int) -> np.ndarray:
