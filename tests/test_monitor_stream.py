@@ -262,9 +262,16 @@ def test_many_misfits_without_drift_give_exactly_one_signal(tmp_path):
     assert r["name"] == "retrain-signal"
     assert r["params"]["cause"] == "violations"
     assert r["params"]["evidence"]["violation_rate"] == ev["violation_rate"]
-    lin = reg.lineage("run:" + sig.run_id)
-    assert {src for src, _ in lin["up"]} >= {"glucose:v1", "data:glucose-train:v1",
-                                             "data:glucose-train:v2"}
+    # lineage model -> signal -> dataset: the signal reads the model and its reference data,
+    # and points to the newest dataset version
+    node = "run:" + sig.run_id
+    lin = reg.lineage(node)
+    up = {(s, d) for s, d in lin["up"]}
+    assert {("glucose:v1", node), ("data:glucose-train:v1", node)} <= up
+    assert ("data:glucose-train:v2", node) not in up
+    assert (node, "data:glucose-train:v2") in {(s, d) for s, d in lin["down"]}
+    down = {(s, d) for s, d in reg.lineage("glucose:v1")["down"]}
+    assert {("glucose:v1", node), (node, "data:glucose-train:v2")} <= down
 
 
 def test_output_misfits_count_as_violations():

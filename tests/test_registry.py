@@ -360,6 +360,13 @@ def test_run_records_params_metrics_env_and_lineage(reg, tmp_path, monkeypatch):
     down = reg.lineage("data:imagenet:v1")["down"]
     assert ("run:" + run.id, "ft:v1") in down
     assert reg.lineage(base.ref, depth=1)["down"] == [("base:v1", "run:" + run.id)]
+    # an output that exists already (a retrain signal's dataset): edge run -> it
+    with reg.start_run("signal", inputs=["ft:v1"]) as sig:
+        assert sig.log_output(ds.ref) == "data:imagenet:v1"
+    s = reg.get_run(sig.id)
+    assert s["inputs"] == ["ft:v1"] and s["outputs"] == ["data:imagenet:v1"]
+    assert ("run:" + sig.id, "data:imagenet:v1") in reg.lineage("ft:v1")["down"]
+    assert f"run {sig.id} output data:imagenet:v1" in [h["summary"] for h in reg.history(limit=3)]
 
 
 def test_run_status_on_failure_and_interrupt(reg):
@@ -388,6 +395,8 @@ def test_run_bad_input(reg):
             run.log_param("p", object())
         with pytest.raises(UnknownReference, match="neither a registry artifact nor a dataset"):
             run.log_input("nothing:v1")
+        with pytest.raises(UnknownReference, match="neither a registry artifact nor a dataset"):
+            run.log_output("nothing:v1")
     with pytest.raises(ValueError, match="run name"):
         reg.start_run("bad name")
     with pytest.raises(UnknownReference):

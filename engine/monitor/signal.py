@@ -17,11 +17,13 @@ Recording in the registry
 The registry's artifact kinds are fixed (model, checkpoint, dataset, profile), so a
 signal is recorded as a **run** named ``retrain-signal`` (the simplest durable record
 the registry supports today): its params hold the signal's JSON fields, its tags the
-cause and the versions, its metrics the evidence numbers, and its inputs (lineage) the
-model version, the reference dataset version and the newest dataset version. In the
-lineage graph the signal is therefore the node ``run:<id>`` with edges
-``model -> run`` and ``data:... -> run``; ``reg.lineage("run:<id>")`` shows the model
-and datasets it names, and ``reg.lineage(model)`` shows the signal downstream.
+cause and the versions, its metrics the evidence numbers. In the lineage graph the
+signal is the node ``run:<id>`` between the model and the data to retrain on:
+``model -> run`` and ``data:<reference> -> run`` (its inputs: what was served, and what
+it was compared with), and ``run -> data:<newest>`` (its output, recorded with
+``Run.log_output``: the dataset version a retraining job should read). So
+``reg.lineage(model)`` shows the signal and the dataset downstream of the model, and
+``reg.lineage("run:<id>")`` shows both sides.
 
 Examples
 --------
@@ -95,9 +97,9 @@ class RetrainSignal:
     def record(self, registry) -> str:
         """Record this signal in ``registry`` as a ``retrain-signal`` run; returns its id.
 
-        The run's inputs are the model version and both dataset versions (those that
-        resolve; see the module docstring), its params the signal's fields, its
-        metrics the evidence numbers.
+        The run's inputs are the model version and the reference dataset version, its
+        output the newest dataset version (see the module docstring), its params the
+        signal's fields, its metrics the evidence numbers.
         """
         d = self.to_dict()
         params = {k: d[k] for k in ("model", "reference_dataset", "newest_dataset", "cause",
@@ -107,17 +109,17 @@ class RetrainSignal:
         for key in ("model", "reference_dataset", "newest_dataset"):
             if d[key]:
                 tags[key] = d[key]
-        inputs = []
-        for ref, data in ((self.model, False), (self.reference_dataset, True),
-                          (self.newest_dataset, True)):
-            if ref and (ref if not data else "data:" + ref) not in inputs:
-                inputs.append(ref if not data else "data:" + ref)
+        inputs = [self.model] if self.model else []
+        if self.reference_dataset:
+            inputs.append("data:" + self.reference_dataset)
         metrics = {"statistic": self.statistic, "cusum": self.cusum, "threshold": self.threshold}
         for k, v in self.evidence.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 metrics[k] = float(v)
         with registry.start_run(RUN_NAME, params=params, tags=tags, inputs=inputs) as run:
             run.log_metrics(metrics)
+            if self.newest_dataset:
+                run.log_output("data:" + self.newest_dataset)
         self.run_id = run.id
         return run.id
 

@@ -134,6 +134,8 @@ def summarize(action: dict) -> str:
         return f"run {action['run_id']} ({action['name']}) started"
     if op == "run_input":
         return f"run {action['run_id']} input {action['node']}"
+    if op == "run_output":
+        return f"run {action['run_id']} output {action['node']}"
     if op == "run_end":
         return f"run {action['run_id']} {action['status'].lower()}"
     if op == "tag":
@@ -385,6 +387,9 @@ class Index:
 
     def _op_run_input(self, seq, body, a) -> None:
         self._w.add("edges", "INSERT OR IGNORE INTO edges VALUES(?,?)", (a["node"], "run:" + a["run_id"]))
+
+    def _op_run_output(self, seq, body, a) -> None:
+        self._w.add("edges", "INSERT OR IGNORE INTO edges VALUES(?,?)", ("run:" + a["run_id"], a["node"]))
 
     def _op_run_end(self, seq, body, a) -> None:
         row = self._w.one("runs", "SELECT params, tags, metrics FROM runs WHERE run_id=?", (a["run_id"],))

@@ -261,6 +261,18 @@ class Run:
         self.registry.commit(lambda: [{"op": "run_input", "run_id": self.id, "node": n}])
         return n
 
+    def log_output(self, ref) -> str | None:
+        """Record an existing dataset version or registry version this run points to
+        (lineage ``run -> ref``: what it produced or, for a retrain signal, the data to
+        retrain on); returns its node (None on a follower rank). Versions the run
+        registers itself (:meth:`log_model`) are linked without it."""
+        self.check_running()
+        if not self.leader:
+            return None
+        n = self.registry.lineage_node(ref)
+        self.registry.commit(lambda: [{"op": "run_output", "run_id": self.id, "node": n}])
+        return n
+
     def log_model(self, name: str, obj, kind: str = "model", **kw):
         """Register ``obj`` (path, bytes, state dict, ...) as an output version of this run
         (on a follower rank: nothing, returns None)."""
