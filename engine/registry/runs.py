@@ -254,23 +254,21 @@ class Run:
     def log_input(self, ref) -> str | None:
         """Record a dataset version or registry version this run reads; returns its node
         (None on a follower rank)."""
-        self.check_running()
-        if not self.leader:
-            return None
-        n = self.registry.lineage_node(ref)
-        self.registry.commit(lambda: [{"op": "run_input", "run_id": self.id, "node": n}])
-        return n
+        return self._edge("run_input", ref)
 
     def log_output(self, ref) -> str | None:
         """Record an existing dataset version or registry version this run points to
         (lineage ``run -> ref``: what it produced or, for a retrain signal, the data to
         retrain on); returns its node (None on a follower rank). Versions the run
         registers itself (:meth:`log_model`) are linked without it."""
+        return self._edge("run_output", ref)
+
+    def _edge(self, op: str, ref) -> str | None:
         self.check_running()
         if not self.leader:
             return None
         n = self.registry.lineage_node(ref)
-        self.registry.commit(lambda: [{"op": "run_output", "run_id": self.id, "node": n}])
+        self.registry.commit(lambda: [{"op": op, "run_id": self.id, "node": n}])
         return n
 
     def log_model(self, name: str, obj, kind: str = "model", **kw):
