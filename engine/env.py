@@ -29,8 +29,8 @@ Examples
 ...                  "SLURM_NNODES": "4"})
 >>> (where.rank, where.size, where.local_rank, where.node, where.nodes, where.launcher)
 (3, 8, 1, 1, 4, 'slurm')
->>> where.slurm_job_id, where.slurm_step_id
-('77', '0')
+>>> where.slurm_job_id, where.slurm_step_id, where.slurm_restart_count
+('77', '0', 0)
 >>> current({}).size
 1
 """
@@ -64,6 +64,9 @@ class Where:
         Process id.
     slurm_job_id, slurm_step_id : str or None
         The Slurm job and step, when running under Slurm.
+    slurm_restart_count : int
+        How many times Slurm has requeued this job (``SLURM_RESTART_COUNT``; 0 on the
+        first attempt and outside Slurm).
     launcher : str or None
         ``"pmi"``, ``"openmpi"``, ``"slurm"``, ``"torchrun"`` or None.
     """
@@ -80,6 +83,7 @@ class Where:
     slurm_job_id: str | None
     slurm_step_id: str | None
     launcher: str | None
+    slurm_restart_count: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,4 +149,5 @@ def current(environ: Mapping[str, str] | None = None) -> Where:
     return Where(rank=rank, size=size, local_rank=local_rank, local_size=max(local_size, 1),
                  node=node, nodes=nodes, host=socket.gethostname(), user=_user(),
                  pid=os.getpid(), slurm_job_id=env.get("SLURM_JOB_ID") or None,
-                 slurm_step_id=env.get("SLURM_STEP_ID") or None, launcher=launcher)
+                 slurm_step_id=env.get("SLURM_STEP_ID") or None, launcher=launcher,
+                 slurm_restart_count=_int(env, "SLURM_RESTART_COUNT", default=0))

@@ -60,9 +60,14 @@ def test_registry_world_comes_from_env(monkeypatch):
 
     for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
+    for var in ("SLURM_JOB_ID", "SLURM_RESTART_COUNT"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "3")
-    assert world_info() == {"world_size": 4, "rank": 3}
+    assert world_info() == {"world_size": 4, "rank": 3, "slurm_job_id": None, "slurm_attempt": 1}
+    monkeypatch.setenv("SLURM_JOB_ID", "88")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    assert world_info()["slurm_job_id"] == "88" and world_info()["slurm_attempt"] == 3
 
 
 def test_env_imports_nothing_heavy():

@@ -346,7 +346,8 @@ def test_run_records_params_metrics_env_and_lineage(reg, tmp_path, monkeypatch):
         out = run.log_model("ft", b"weights")
     r = reg.get_run(run.id[:6])
     assert r["status"] == "FINISHED" and r["params"] == {"lr": 0.01, "layers": [1, 2], "batch": 64}
-    assert r["tags"] == {"stage": "dev"} and r["git_commit"] == head and r["git_dirty"] is True
+    assert r["tags"] == {"stage": "dev", "slurm.job_id": "4242", "slurm.attempt": "1"}
+    assert r["git_commit"] == head and r["git_dirty"] is True
     assert r["world_size"] == 8 and r["slurm_job_id"] == "4242"
     assert r["metrics"]["loss"] == {"last": 1 / 20_000, "step": 19_999, "min": 1 / 20_000,
                                     "max": 1.0, "count": 20_000}

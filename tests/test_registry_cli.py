@@ -316,7 +316,8 @@ def test_runs_show(with_run):
     rid = with_run.run_id
     r = js(with_run, "runs", "show", rid[:6])
     assert r["run_id"] == rid and r["name"] == "train" and r["status"] == "FINISHED"
-    assert r["params"] == {"lr": 0.1} and r["tags"] == {"gpu": "h100"} and r["slurm_job_id"] == "4242"
+    assert r["params"] == {"lr": 0.1} and r["slurm_job_id"] == "4242"
+    assert r["tags"] == {"gpu": "h100", "slurm.job_id": "4242", "slurm.attempt": "1"}
     assert r["metrics"]["loss"]["count"] == 4 and r["metrics"]["loss"]["last"] == 0.25
     assert r["inputs"] == ["data:ds:v1"] and r["outputs"] == ["big:v1"]
     assert "git_commit" in r and "git_dirty" in r and r["host"] and r["user"]

@@ -142,6 +142,27 @@ def test_reattach_by_id_continues_the_run(store):
     assert reg2.get_run("slurm-4242")["inputs"] == ["base:v1"]
 
 
+def test_run_id_from_the_environment_and_slurm_attempts(store, monkeypatch):
+    # what `mlops submit` puts in a job: the run id, and Slurm's job id and restart count
+    monkeypatch.setenv("MLOPS_RUN_ID", "sub-0001")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    reg = Registry(store, index_path=":memory:")
+    first = reg.start_run("train")
+    assert first.run_id == "sub-0001"
+    assert reg.get_run("sub-0001")["tags"] == {"slurm.job_id": "77", "slurm.attempt": "1"}
+    del first  # preempted: no run_end
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    again = Registry(store, index_path=":memory:").start_run("train")
+    # the attempt shows at once, before the attempt ends (it may never end)
+    assert reg.get_run("sub-0001")["tags"]["slurm.attempt"] == "3"
+    again.end()
+    assert len(reg.runs()) == 1 and reg.get_run("sub-0001")["status"] == "FINISHED"
+    # a given run_id wins over the environment
+    with reg.start_run("train", run_id="other-1") as r:
+        assert r.run_id == "other-1"
+
+
 def test_new_run_with_a_chosen_id(store):
     reg = Registry(store, index_path=":memory:")
     with reg.start_run("train", run_id="job-1") as run:

@@ -27,7 +27,15 @@ from .models import (
 from .reading import RegistryReads
 from .refs import KINDS, check_alias, parse_ref
 from .roots import record as record_root
-from .runs import Run, check_run_id, git_info, new_run_id, run_coordinator, world_info
+from .runs import (
+    RUN_ID_VARIABLE,
+    Run,
+    check_run_id,
+    git_info,
+    new_run_id,
+    run_coordinator,
+    world_info,
+)
 from .views import RegistryViews
 
 
@@ -499,7 +507,12 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
         the start, its metric series continue after the points already flushed, params
         and tags given now are added at its end, inputs now; the run keeps the status it
         had (``RUNNING`` after a killed process) until this process ends it. The name
-        must be the run's.
+        must be the run's. Without ``run_id``, ``$MLOPS_RUN_ID`` names it when set (``mlops
+        submit`` sets it in the job, so a requeued job's attempts are one run).
+
+        In a Slurm job the run is tagged with ``slurm.job_id`` and ``slurm.attempt`` (1 +
+        ``SLURM_RESTART_COUNT``) when it starts or is re-attached to (then in a commit of
+        its own), so every attempt shows on the run.
 
         Under a run coordinator (``engine.dist`` installs one when its world has several
         ranks; :func:`~engine.registry.runs.set_run_coordinator`), every rank must call
@@ -520,6 +533,8 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
         check_name(name, "run name")
         params = json_dict(params, "params")
         tags = {str(k): str(v) for k, v in json_dict(tags, "tags").items()}
+        if run_id is None and os.environ.get(RUN_ID_VARIABLE):
+            run_id = os.environ[RUN_ID_VARIABLE]
         proposed = new_run_id() if run_id is None else check_run_id(run_id)
         world = world_info()
         coordinate = run_coordinator()
@@ -552,7 +567,13 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
                      "git_dirty": dirty, "world_size": world["world_size"], "info": info,
                      "inputs": in_nodes}]
 
+        if world["slurm_job_id"]:
+            slurm = {"slurm.job_id": world["slurm_job_id"],
+                     "slurm.attempt": str(world["slurm_attempt"])}
+            tags = {**slurm, **tags}
         self.commit(build)
+        if world["slurm_job_id"] and found[0] is not None:
+            self.tag("run:" + run_id, **slurm)  # now: this attempt may never reach its end
         if found[0] is None:
             return Run(self, name, run_id, params, world["rank"])
         had_params = json.loads(found[0][1] or "{}")

@@ -60,9 +60,16 @@ def git_info(cwd: str | None = None) -> tuple[str | None, bool | None]:
 
 
 def world_info() -> dict:
-    """World size and rank of this process, from its launcher (:mod:`engine.env`)."""
+    """World size and rank of this process, from its launcher (:mod:`engine.env`), and
+    its Slurm job and attempt (``slurm_job_id`` None outside Slurm)."""
     where = current_env()
-    return {"world_size": where.size, "rank": where.rank}
+    return {"world_size": where.size, "rank": where.rank, "slurm_job_id": where.slurm_job_id,
+            "slurm_attempt": where.slurm_restart_count + 1}
+
+
+#: The run id ``Registry.start_run`` uses when none is given: ``mlops submit`` sets it in
+#: the job's environment, so that every attempt of a requeued job continues one run.
+RUN_ID_VARIABLE = "MLOPS_RUN_ID"
 
 
 #: ``fn(proposed_run_id) -> (agreed_run_id, is_leader)``, or None (every process leads)
