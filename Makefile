@@ -78,6 +78,7 @@ bench-data-large: install-dev bench-peers
 bench-dist: install-dev install-torch
 	$(PY) bench/bench_dist.py
 	$(PY) bench/bench_checkpoint.py
+	$(PY) -m engine.cli run -n 2 bench/bench_preempt.py
 
 # Model registry side by side with MLflow (SQLite backend; MLflow in its own .venv-mlflow).
 bench-registry: install-dev

@@ -7,7 +7,11 @@ Run it on 2 ranks (each takes half of every global batch; gradients are averaged
     mpiexec -n 2 python examples/train_mnist_like.py          # the same, by hand
     python examples/train_mnist_like.py                         # one process: a world of 1
 
-It checkpoints into the registry at ``--store`` (default: a new temp dir) every
+On a Slurm cluster, ``mlops submit --nodes 2 --ntasks-per-node 4 examples/train_mnist_like.py``
+(or a batch script from examples/slurm/): a preempted job checkpoints, requeues itself and
+resumes at the exact step.
+
+It checkpoints into the registry at ``--store`` (default ``$MLOPS_HOME``, else a new temp dir) every
 ``--every`` steps and resumes from the latest checkpoint there when started again with the
 same ``--store`` (and ``--run-id``, to continue the same registry run). The data: 28x28
 "images" of 10 classes, each a fixed random prototype plus noise, as an Arrow table.
@@ -53,7 +57,8 @@ def main(argv=None) -> int:
 
     world = dist.init()  # engine.dist: rank, size, node; a world of 1 without a launcher
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.local_size))
-    store = args.store or (tempfile.mkdtemp(prefix="mnist-like-") if world.rank == 0 else None)
+    store = args.store or os.environ.get("MLOPS_HOME") or (  # mlops submit sets MLOPS_HOME
+        tempfile.mkdtemp(prefix="mnist-like-") if world.rank == 0 else None)
     store = dist.broadcast_object(store)  # engine.dist: every rank uses rank 0's temp dir
 
     torch.manual_seed(0)

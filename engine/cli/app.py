@@ -20,13 +20,13 @@ import os
 import sys
 
 from .. import __version__
-from . import chunk, data, demo, model, monitor, run, runs
+from . import chunk, data, demo, model, monitor, run, runs, slurm
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_STORE, EXIT_UNTESTABLE = 0, 1, 2, 3, 4
 EXIT_PIPE = 128 + 13  # 128 + SIGPIPE: what a shell reports for `yes | head`
 
 #: the command groups in the order ``mlops --help`` lists them
-GROUPS = (chunk, demo, data, monitor, model, runs, run)
+GROUPS = (chunk, demo, data, monitor, model, runs, run, slurm)
 
 
 class _UsageError(Exception):

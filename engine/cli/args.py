@@ -30,6 +30,28 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a size like 65536, 64K or 8MiB, got {text!r}") from None
 
 
+def int_at_least(low: int, what: str | None = None):
+    """argparse type of an integer ``>= low``; the error says ``expected WHAT``.
+
+    Examples
+    --------
+    >>> int_at_least(1)("3"), int_at_least(0, "a count")("0")
+    (3, 0)
+    """
+    what = what or f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = low - 1
+        if n < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return n
+
+    return parse
+
+
 def key_value(kind: str):
     """argparse type of ``--metric/--param/--tag KEY=VALUE`` -> ``(key, value)``.
 

@@ -226,11 +226,24 @@ def _emit(args, kind: str, obj: dict, text: str) -> None:
     sys.stdout.flush()
 
 
-def _run_on_signal(cmd: str, sig) -> None:
-    """Run ``cmd`` through the shell with the signal as JSON on stdin; a failure is
-    reported on stderr and does not stop the watch."""
+def _stderr_fd():
+    """This process's stderr as a descriptor for a child (None where it has none)."""
     try:
-        r = subprocess.run(cmd, shell=True, input=sig.to_json(), text=True)
+        sys.stderr.flush()
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _run_on_signal(cmd: str, sig) -> None:
+    """Run ``cmd`` through the shell with the signal as JSON on stdin and in
+    ``$MLOPS_RETRAIN_SIGNAL`` (so that a job it submits with ``mlops submit`` gets it in
+    its environment); its output goes to stderr, keeping stdout the watch's own. A
+    failure is reported on stderr and does not stop the watch."""
+    sys.stdout.flush()
+    try:
+        r = subprocess.run(cmd, shell=True, input=sig.to_json(), text=True, stdout=_stderr_fd(),
+                           env={**os.environ, "MLOPS_RETRAIN_SIGNAL": sig.to_json(indent=None)})
     except OSError as exc:
         print(f"mlops monitor watch: --on-signal {cmd!r} could not run: {exc}", file=sys.stderr)
         return
@@ -464,7 +477,9 @@ def add_parser(sub, parser_class) -> None:
                    "by the guard's output checks); the other columns are features")
     w.add_argument("--on-signal", metavar="CMD", default=None,
                    help="run CMD through the shell for each signal, with the signal as JSON on "
-                   "its standard input; a failing CMD is reported on stderr, the watch goes on")
+                   "its standard input and in $MLOPS_RETRAIN_SIGNAL (e.g. 'mlops submit "
+                   "retrain.py': the job gets it in its environment); CMD's output goes to "
+                   "stderr; a failing CMD is reported on stderr, the watch goes on")
     w.add_argument("--log-dir", default=None,
                    help="write each closed window's rows there (Parquet), for `monitor replay`")
     w.add_argument("--follow", action="store_true",

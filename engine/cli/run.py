@@ -17,20 +17,13 @@ import argparse
 import os
 import sys
 
-from .args import add_command
+from .args import add_command, int_at_least
 
 INSTALL_HINT = "pip install 'mlops-engine[mpi]'"
 
 
-def ranks(text: str) -> int:
-    """argparse type of ``-n``: a positive number of ranks."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of ranks, got {text!r}")
-    return n
+#: argparse type of ``-n``: a positive number of ranks
+ranks = int_at_least(1, "a positive number of ranks")
 
 
 def find_mpiexec() -> str | None:

@@ -7,7 +7,11 @@
     opt = dist.DistributedOptimizer(opt, model, bucket_mb=25)
     dist.broadcast_state(model, opt, root=0)
     loader = dist.ShardedLoader(source, global_batch_size=256, seed=0)
-    ckpt = dist.Checkpointer("mnist", run=run, every_steps=500)
+    ckpt = dist.Checkpointer("mnist", run=run, every_steps=500)  # + Slurm preemption
+
+``Preemption`` (``engine.dist.preempt``) stops every rank at the same step on Slurm's
+warning signal (SIGUSR2, or SIGTERM), checkpoints and requeues the job; a
+``Checkpointer`` uses it by itself under Slurm.
 
 ``import engine.dist`` imports neither torch nor mpi4py; each is imported when first used.
 """
@@ -34,11 +38,12 @@ from .world import (
 __all__ = ["World", "DistError", "CollectiveTimeout", "init", "get_world", "is_initialized",
            "barrier", "broadcast_object", "allgather_object", "allreduce_", "broadcast_array_",
            "iallreduce", "wait", "DEFAULT_TIMEOUT",
-           "DistributedOptimizer", "broadcast_state", "ShardedLoader", "Checkpointer", "log_metrics"]
+           "DistributedOptimizer", "broadcast_state", "ShardedLoader", "Checkpointer", "log_metrics",
+           "Preemption", "Preempted"]
 
 _LAZY = {"DistributedOptimizer": ".optimizer", "broadcast_state": ".optimizer",
          "ShardedLoader": ".loader", "Checkpointer": ".checkpoint",
-         "log_metrics": ".checkpoint"}
+         "log_metrics": ".checkpoint", "Preemption": ".preempt", "Preempted": ".preempt"}
 
 
 def __getattr__(name: str):

@@ -54,6 +54,16 @@ also flushes the run's buffered metric points, so those logged up to a checkpoin
 a killed job; a job resumed on the same run (``start_run(..., run_id=...)``) logs the
 steps after the checkpoint again (points a periodic flush wrote between the checkpoint
 and the kill then appear twice in the series).
+
+**Preemption** (:mod:`engine.dist.preempt`). ``Checkpointer(preemption="auto")`` (the
+default) installs the process's :class:`~engine.dist.preempt.Preemption` when it runs as
+a Slurm job (``SLURM_JOB_ID``) or when ``MLOPS_PREEMPT_SIGNALS`` is set. Then
+``maybe_save`` also asks, at every step, whether any rank received the warning signal
+(SIGUSR2, or SIGTERM): one 1-element allreduce, which is why every rank must call
+``maybe_save`` after every step. When one did, every rank saves a checkpoint after that
+same step, rank 0 requeues the job within its budget and tags the run, and every rank
+raises :class:`~engine.dist.preempt.Preempted` (a ``SystemExit``: exit code 0 when
+requeued, 3 when not). The next attempt's ``resume`` continues at the following step.
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ import numpy as np
 from ..registry import tensors
 from ..registry.runs import set_run_coordinator
 from ..store.store import check_name
+from .preempt import Preemption, auto_preemption
 from .world import (
     DistError,
     allgather_object,
@@ -384,6 +395,22 @@ class Checkpointer:
         A learning-rate scheduler (anything with ``state_dict``/``load_state_dict``).
     world : World, optional
         Default ``engine.dist.get_world()``.
+    preemption : "auto", None or Preemption
+        ``"auto"``: when running as a Slurm job (``SLURM_JOB_ID``) or when
+        ``MLOPS_PREEMPT_SIGNALS`` is set, the process's shared
+        :class:`~engine.dist.preempt.Preemption`, installed (its handlers catch SIGUSR2
+        and SIGTERM); otherwise none. None: no preemption handling. A ``Preemption``:
+        that one (installed here if it is not yet).
+
+    Notes
+    -----
+    With a preemption, :meth:`maybe_save` is also a collective at *every* step (one
+    1-element allreduce: did any rank get the warning signal?), so every rank must call
+    it after every step, as the loop above does. When the ranks agree, it saves after
+    that step, whatever the cadence, then calls ``preemption.stop(run, ref)``, which
+    requeues the job (rank 0, within ``MLOPS_MAX_REQUEUES``), tags the run and raises
+    :class:`~engine.dist.preempt.Preempted` on every rank (exit code 0 when requeued,
+    3 when not). The requeued job's :meth:`resume` continues at the next step.
 
     Examples
     --------
@@ -401,7 +428,7 @@ class Checkpointer:
     """
 
     def __init__(self, name: str, run=None, every_steps: int = 500, keep_last: int | None = 3,
-                 *, registry=None, scheduler=None, world=None):
+                 *, registry=None, scheduler=None, world=None, preemption="auto"):
         self.name = check_name(name, "name")
         if run is not None and not (isinstance(getattr(run, "id", None), str)
                                     and hasattr(run, "registry")):
@@ -418,6 +445,15 @@ class Checkpointer:
         self.world = world if world is not None else get_world()
         self._registry = registry if registry is not None else getattr(run, "registry", None)
         self._recorded = False
+        if isinstance(preemption, str) and preemption == "auto":
+            preemption = auto_preemption(self.world)
+        elif preemption is not None and not isinstance(preemption, Preemption):
+            raise TypeError(f"preemption must be 'auto', None or an engine.dist.Preemption, "
+                            f"got {preemption!r}")
+        elif preemption is not None:
+            preemption.install()
+        #: the :class:`~engine.dist.preempt.Preemption` in use, or None
+        self.preemption: Preemption | None = preemption
         #: the reference of the last checkpoint saved or resumed from (every rank)
         self.last_ref: str | None = None
 
@@ -437,8 +473,17 @@ class Checkpointer:
     # ------------------------------------------------------------------ saving
     def maybe_save(self, step, model, opt, loader=None) -> str | None:
         """Save if ``(step + 1) % every_steps == 0`` (after step ``step`` ran); returns the
-        new checkpoint's reference (``name:vN``), else None. Every rank calls it."""
+        new checkpoint's reference (``name:vN``), else None. Every rank calls it, after
+        every step.
+
+        With a preemption (see the class notes) it first asks whether any rank received
+        the warning signal; if so it saves now and raises
+        :class:`~engine.dist.preempt.Preempted` on every rank.
+        """
         s = _step(step)
+        if self.preemption is not None and self.preemption.agreed(s):
+            ref = self.save(s, model, opt, loader)
+            self.preemption.stop(self.run, ref, step=s)
         if (s + 1) % self.every_steps:
             return None
         return self.save(s, model, opt, loader)
