@@ -186,9 +186,85 @@ def test_checkout_never_writes_through_a_symlink_out_of_dest(store, tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()
     os.symlink(outside, dest / "sub")
-    with pytest.raises(ValueError, match="resolves outside dest"):
+    with pytest.raises(ValueError, match="'sub' in dest is a symlink"):
         D.checkout(v.ref, dest, store=store)
     assert list(outside.iterdir()) == []
+
+
+def _forge_link_version(store, name, link, target):
+    """A version holding one symlink ``link -> target``."""
+    st = Store(store)
+    w = st.writer()
+    man = mf.build([{"path": link, "kind": "symlink", "mode": 0o777, "size": 0, "mtime_ns": 0,
+                     "file_id": b"\0" * 32, "target": target, "chunks": []}])
+    blob = st.put_blob(mf.to_bytes(man), w)
+    w.close()
+    st.absorb(w)
+    return snap_mod._commit(st, name, None, mf.version_id(man), blob, 1, 0, "x", "files", {})
+
+
+def test_checkout_creates_nothing_through_a_link_an_earlier_checkout_planted(store, tmp_path):
+    # issue 15, defect 1: a link `lnk -> OUT` checked out into D, then a version holding
+    # lnk/a/b/c/f.txt checked out into the same D: directories used to appear under OUT
+    outside = tmp_path / "OUT"
+    outside.mkdir()
+    dest = tmp_path / "D"
+    first = _forge_link_version(store, "links", "lnk", str(outside))
+    D.checkout(first.ref, dest, store=store)
+    assert os.readlink(dest / "lnk") == str(outside)
+    second = _forge_version(store, ["lnk/a/b/c/f.txt", "ok.txt"])
+    with pytest.raises(ValueError, match="'lnk' in dest is a symlink"):
+        D.checkout(second.ref, dest, store=store)
+    assert list(outside.iterdir()) == []           # nothing created outside
+    assert not (dest / "ok.txt").exists()           # refused before any write
+    # a link that stays inside dest is not followed either
+    (dest / "real").mkdir()
+    os.unlink(dest / "lnk")
+    os.symlink(dest / "real", dest / "lnk")
+    with pytest.raises(ValueError, match="never follows a link"):
+        D.checkout(second.ref, dest, store=store)
+    assert list((dest / "real").iterdir()) == []
+
+
+def test_checkout_refuses_a_manifest_with_a_link_and_paths_under_it(store, tmp_path):
+    st = Store(store)
+    w = st.writer()
+    blob_file = st.put_blob(b"payload", w)
+    entries = [{"path": "lnk", "kind": "symlink", "mode": 0o777, "size": 0, "mtime_ns": 0,
+                "file_id": b"\0" * 32, "target": str(tmp_path / "OUT"), "chunks": []},
+               {"path": "lnk/f.txt", "kind": "file", "mode": 0o644, "size": 7, "mtime_ns": 0,
+                "file_id": bytes.fromhex(blob_file["id"]), "target": None,
+                "chunks": [(bytes.fromhex(c), n) for c, n in blob_file["chunks"]]}]
+    man = mf.build(entries)
+    blob = st.put_blob(mf.to_bytes(man), w)
+    w.close()
+    st.absorb(w)
+    v = snap_mod._commit(st, "both", None, mf.version_id(man), blob, 2, 7, "x", "files", {})
+    with pytest.raises(ValueError, match="also holds 'lnk' as a symlink"):
+        D.checkout(v.ref, tmp_path / "D", store=store)
+    assert not (tmp_path / "OUT").exists()
+
+
+def test_checkout_refuses_duplicate_paths(store, tmp_path):
+    v = _forge_version(store, ["a.txt", "a.txt"])
+    with pytest.raises(ValueError, match="holds the path 'a.txt' twice"):
+        D.checkout(v.ref, tmp_path / "D", store=store)
+    assert not (tmp_path / "D" / "a.txt").exists()
+
+
+def test_checkout_removes_the_temporaries_of_a_killed_checkout(store, tmp_path):
+    # issue 15, defect 9
+    v = _forge_version(store, ["sub/f.txt", "g.txt"])
+    dest = tmp_path / "D"
+    (dest / "sub").mkdir(parents=True)
+    left = [dest / ".g.txt.0123abcd.mlops-tmp", dest / "sub" / ".f.txt.deadbeef.mlops-tmp"]
+    for p in left:
+        p.write_bytes(b"x" * 1000)
+    os.symlink("/etc", dest / "h.txt.cafef00d.mlops-tmp")  # a stray link temporary
+    (dest / "mine.txt").write_text("kept")
+    D.checkout(v.ref, dest, store=store)
+    assert sorted(p.name for p in dest.rglob("*")) == ["f.txt", "g.txt", "mine.txt", "sub"]
+    assert os.path.exists("/etc")  # the link was removed, not what it pointed at
 
 
 def test_diff(tree, store):
