@@ -610,6 +610,40 @@ def test_corrupted_byte_in_a_compressed_chunk_is_found(tmp_path):
     checkout_matches(root, "ds:v2", digest_tree(t2), tmp_path / "ok")
 
 
+def test_a_chunk_length_field_is_bounded_before_allocating(tmp_path):
+    # issue 15, defect 6: a valid zstd chunk whose raw length says 256 MiB (index and record
+    # rewritten consistently, checksum included) used to be allocated in full per worker
+    root = str(tmp_path / "store")
+    t1 = tmp_path / "t1"
+    t1.mkdir()
+    (t1 / "table.csv").write_bytes("".join(f"{i},{i % 97},row-{i % 13}\n"
+                                           for i in range(60_000)).encode())
+    D.snapshot(t1, "ds", store=root)
+    st = Store(root)
+    cid = next(c for c in _file_chunks(root, "ds:v1", "table.csv")
+               if st.locate(c).codec != CODEC_RAW)
+    ref = st.locate(cid)
+    ikey = pack_key(ref.pack_id, "idx")
+    ipath = os.path.join(root, *ikey.split("/"))
+    entries = pack_mod.decode_index(open(ipath, "rb").read(), ikey).copy()
+    k = int(np.flatnonzero([e.tobytes() == cid for e in entries["id"]])[0])
+    entries["raw"][k] = 256 << 20
+    os.chmod(ipath, 0o644)
+    open(ipath, "wb").write(pack_mod.encode_index(entries))
+    ppath = os.path.join(root, *pack_key(ref.pack_id, "pack").split("/"))
+    os.chmod(ppath, 0o644)
+    with open(ppath, "r+b") as f:  # the record header in the pack says the same
+        f.seek(ref.offset - pack_mod.RECORD.size)
+        f.write(pack_mod.RECORD.pack(cid, ref.codec, 256 << 20, ref.stored))
+    with pytest.raises(StoreCorruption, match="more than the store's largest chunk"):
+        Store(root).read_chunk(cid)
+    _assert_checkout_fails_cleanly(root, "ds:v1", "table.csv", t1, tmp_path / "out", cid.hex())
+    rep = D.verify(store=root)
+    (p,) = rep.problems
+    assert p["problem"] == "chunk corrupted" and p["chunk"] == cid.hex()
+    assert "largest chunk" in p["detail"] and p["versions"] == ["ds:v1"]
+
+
 def test_truncated_pack_is_found_and_named(tmp_path):
     root = str(tmp_path / "store")
     Store(root, pack_max_bytes=1 << 20)

@@ -88,3 +88,40 @@ def test_checkpoint_after_snapshot_rereads_dropped_bodies(built, monkeypatch):
     assert log.checkpoints()[-1] == 60 and 60 in log.states()
     first, rows = log.read_checkpoint(60)
     assert first == 51 and all(log.read(s) is not None for s, _ in rows)
+
+
+def _rewrite_meta(path, **changes):
+    """Rewrite the JSON metadata of a state snapshot (it lies outside the checksum)."""
+    import json
+    import struct
+
+    from engine.registry.log import STATE_MAGIC
+
+    data = open(path, "rb").read()
+    n = len(STATE_MAGIC)
+    (hl,) = struct.unpack("<I", data[n:n + 4])
+    meta = dict(json.loads(data[n + 4:n + 4 + hl]), **changes)
+    h = json.dumps(meta, sort_keys=True).encode()
+    os.chmod(path, 0o644)
+    open(path, "wb").write(STATE_MAGIC + struct.pack("<I", len(h)) + h + data[n + 4 + hl:])
+
+
+@pytest.mark.parametrize("change", [{"raw_size": 1 << 40}, {"raw_size": 5}, {"raw_size": -1},
+                                    {"raw_size": "big"}, "header-length"])
+def test_a_crafted_snapshot_header_is_skipped_not_trusted(built, change):
+    # issue 15, defect 7: raw_size 2^40 (outside the checksum) used to be a MemoryError
+    root, want = built
+    path = os.path.join(root, *state_key(40).split("/"))
+    if change == "header-length":
+        import struct
+
+        from engine.registry.log import STATE_MAGIC
+
+        data = bytearray(open(path, "rb").read())
+        data[len(STATE_MAGIC):len(STATE_MAGIC) + 4] = struct.pack("<I", 0xFFFFFFFF)
+        os.chmod(path, 0o644)
+        open(path, "wb").write(bytes(data))
+    else:
+        _rewrite_meta(path, **change)
+    with pytest.warns(UserWarning, match="state snapshot 40"):
+        assert answers(Registry(root, create=False, index_path=":memory:")) == want

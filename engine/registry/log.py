@@ -37,6 +37,8 @@ LOG_DIR = "registry/log"
 CHECKPOINT_DIR = "registry/checkpoints"
 SHARD = 10_000
 STATE_MAGIC = b"MLOPS-REGISTRY-STATE\n"
+#: The most metadata bytes a state snapshot header may claim (a bound before reading it).
+STATE_META_MAX = 1 << 20
 CHECKPOINT_SCHEMA = pa.schema([("seq", pa.int64()), ("commit", pa.string())])
 
 
@@ -200,13 +202,37 @@ class CommitLog:
         if data[:n] != STATE_MAGIC or len(data) < n + 4:
             raise RegistryCorruption(f"{where} does not start with the state magic")
         (hl,) = struct.unpack("<I", data[n:n + 4])
+        if hl > min(len(data) - n - 4, STATE_META_MAX):
+            raise RegistryCorruption(f"{where} claims {hl} bytes of metadata, more than the "
+                                     f"file holds or {STATE_META_MAX} bytes")
         try:
             meta = json.loads(data[n + 4:n + 4 + hl])
         except ValueError as exc:
             raise RegistryCorruption(f"{where} has unreadable metadata: {exc}") from None
+        if not isinstance(meta, dict):
+            raise RegistryCorruption(f"{where} has metadata that is not a JSON object")
         check_format(meta, where)
         payload = data[n + 4 + hl:]
         if meta.get("seq") != seq or blake3.blake3(payload).hexdigest() != meta.get("blake3"):
             raise RegistryCorruption(f"{where} fails its checksum")
-        raw = pa.decompress(payload, meta["raw_size"], codec="zstd", asbytes=True)
+        size = meta.get("raw_size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise RegistryCorruption(f"{where} has raw_size {size!r}, not a byte count")
+        # raw_size lies outside the checksum: decompress by streaming, which allocates what
+        # the payload really holds, and compare, instead of trusting it as a buffer size
+        parts, got = [], 0
+        try:
+            with pa.CompressedInputStream(pa.BufferReader(payload), "zstd") as stream:
+                while got <= size:
+                    part = stream.read(min(size + 1 - got, 16 << 20))
+                    if not part:
+                        break
+                    parts.append(part)
+                    got += len(part)
+            raw = b"".join(parts)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise RegistryCorruption(f"{where} does not decompress: {exc}") from None
+        if len(raw) != size:
+            raise RegistryCorruption(f"{where} holds {len(raw)}{'+' if len(raw) > size else ''} "
+                                     f"bytes, not the {size} its metadata says")
         return meta, raw

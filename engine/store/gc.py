@@ -134,7 +134,8 @@ def _sweep_packs(st, live: set, old_enough, repack_below, dry_run, rep: GcReport
                     pack = st.fs.read_bytes(pack_key(pid, "pack"))
                     for e in entries[alive]:
                         off, n = int(e["offset"]), int(e["stored"])
-                        raw = decompress(int(e["codec"]), pack[off:off + n], int(e["raw"]))
+                        raw = decompress(int(e["codec"]), pack[off:off + n], int(e["raw"]),
+                                         st.max_chunk)
                         codec, payload = compress(raw)
                         writer.add(e["id"].tobytes(), int(e["raw"]), codec, payload)
             rep.packs_deleted += 0 if alive.any() else 1

@@ -75,7 +75,12 @@ def compress(raw, min_saving: float = 0.10) -> tuple[int, bytes]:
     return (CODEC_ZSTD, zs) if len(zs) < len(lz) else (CODEC_LZ4, lz)
 
 
-def decompress(codec: int, payload: bytes, raw_len: int) -> bytes:
+def decompress(codec: int, payload: bytes, raw_len: int, limit: int | None = None) -> bytes:
+    """The raw bytes of a stored chunk. ``raw_len`` comes from disk: with ``limit`` (the
+    store's largest chunk) a larger claim is refused before anything is allocated."""
+    if limit is not None and (raw_len > limit or len(payload) > limit):
+        raise StoreCorruption(f"a chunk claims {max(raw_len, len(payload))} bytes, more than the "
+                              f"store's largest chunk ({limit} bytes): its record is damaged")
     if codec == CODEC_RAW:
         return payload
     if codec == CODEC_LZ4:

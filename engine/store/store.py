@@ -237,6 +237,9 @@ class Store:
         c = self.config["chunking"]
         self.params = CdcParams(c["avg_size"], c["min_size"], c["max_size"])
         self.pack_max_bytes = int(self.config.get("pack_max_bytes", 64 << 20))
+        #: No stored chunk is larger (data chunks and metadata blobs): lengths read from
+        #: disk are held to it before anything is allocated.
+        self.max_chunk = max(self.params.max_size, config.META_CHUNK_MAX_SIZE)
         self._index: ChunkIndex | None = None
         self._fds: dict[str, int] = {}
         self._fd_lock = threading.Lock()
@@ -356,9 +359,14 @@ class Store:
         """The bytes of a stored chunk, checked against its id."""
         if ref is None:
             ref = self.locate(chunk_id)
+        if ref.stored > self.max_chunk or ref.raw > self.max_chunk:
+            raise StoreCorruption(
+                f"chunk {chunk_id.hex()} in pack {ref.pack_id}: its index entry claims "
+                f"{max(ref.raw, ref.stored)} bytes, more than the store's largest chunk "
+                f"({self.max_chunk} bytes); run `mlops data verify`")
         payload = self._pread(ref.pack_id, ref.offset, ref.stored)
         try:
-            raw = decompress(ref.codec, payload, ref.raw)
+            raw = decompress(ref.codec, payload, ref.raw, self.max_chunk)
         except StoreCorruption:
             raise
         except Exception as exc:

@@ -46,8 +46,9 @@ def _indexes(st, problems: list) -> list[tuple[str, object]]:
     return out
 
 
-def check_chunk(pack: bytes, entry) -> str | None:
-    """Why the chunk of index entry ``entry`` is damaged in the bytes ``pack``, or None."""
+def check_chunk(pack: bytes, entry, limit: int | None = None) -> str | None:
+    """Why the chunk of index entry ``entry`` is damaged in the bytes ``pack``, or None
+    (``limit``: the store's largest chunk, see ``Store.max_chunk``)."""
     cid = entry["id"].tobytes()
     off, stored = int(entry["offset"]), int(entry["stored"])
     raw, codec = int(entry["raw"]), int(entry["codec"])
@@ -56,7 +57,7 @@ def check_chunk(pack: bytes, entry) -> str | None:
     if RECORD.unpack_from(pack, off - RECORD.size) != (cid, codec, raw, stored):
         return "record header does not match the index"
     try:
-        data = decompress(codec, pack[off:off + stored], raw)
+        data = decompress(codec, pack[off:off + stored], raw, limit)
     except Exception as exc:  # any codec failure is damage to report, not a crash
         return f"does not decompress ({exc})"
     if len(data) != raw or blake3.blake3(data).digest() != cid:
@@ -124,7 +125,7 @@ def verify_store(store, *, sample: float | None = None, seed: int | None = None,
                     continue
                 rep.chunks_checked += 1
                 rep.bytes_checked += int(e["raw"])
-                detail = check_chunk(pack, e)
+                detail = check_chunk(pack, e, store.max_chunk)
                 if detail:
                     bad_chunks[cid] = {"problem": "chunk corrupted", "pack": pid,
                                        "path": store.fs.path(pkey), "chunk": cid.hex(),
