@@ -621,3 +621,34 @@ def test_verify_finds_damage_a_warm_index_hides(reg, monkeypatch):
         os.remove(os.path.join(reg.store.root, *pack_key(pid, "idx").split("/")))
     probs = {p["problem"] for p in reg.verify()["problems"]}
     assert "content unreadable" in probs or "chunks missing" in probs
+
+
+def test_verify_rehashes_content_and_quick_only_checks_presence(reg):
+    # issue 15, defect 3: a flipped byte in a pack made `model pull` fail while verify said OK
+    from engine.store.pack import CODEC_RAW, pack_key
+
+    a = reg.register("m", rand(300_000, 7))
+    b = reg.register("n", rand(300_000, 8))
+    assert reg.verify()["ok"]
+    man_ids = reg.store.get_blob(json.loads(reg.index.query(
+        "SELECT content FROM versions WHERE name='m'")[0][0])["manifest"])
+    from engine.data import manifest as mf
+
+    ids = [ch["id"] for chunks in mf.from_bytes(man_ids, "m").column("chunks").to_pylist()
+           for ch in chunks or []]
+    cid = next(c for c in ids if reg.store.locate(c).codec == CODEC_RAW)
+    ref = reg.store.locate(cid)
+    path = os.path.join(reg.store.root, *pack_key(ref.pack_id, "pack").split("/"))
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(ref.offset + ref.stored // 2)
+        byte = f.read(1)
+        f.seek(ref.offset + ref.stored // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    rep = reg.verify()
+    assert not rep["ok"]
+    (p,) = rep["problems"]
+    assert p["problem"] == "chunks corrupted" and p["version"] == a.ref and p["corrupted"] == 1
+    assert cid.hex() in p["detail"]
+    assert reg.verify(rehash=False)["ok"]  # --quick: present, so not seen
+    assert b.ref not in str(rep["problems"])

@@ -471,6 +471,8 @@ def test_model_verify(tmp_path, monkeypatch, capsys):
     assert main(["model", "register", "m", str(f), "--store", store]) == 0
     assert main(["model", "verify", "--store", store]) == 0
     assert "1 commit, 0 checkpoints, 0 index snapshots, 1 live version: OK" in capsys.readouterr().out
+    assert main(["model", "verify", "--quick", "--store", store]) == 0
+    assert ": OK" in capsys.readouterr().out
     from engine.registry.log import commit_key
 
     path = tmp_path / "s" / commit_key(1)

@@ -176,7 +176,7 @@ def cmd_pull(args) -> int:
 
 def cmd_verify(args) -> int:
     with open_registry(args) as reg:
-        rep = reg.verify(content=not args.log_only)
+        rep = reg.verify(content=not args.log_only, rehash=not args.quick)
     if not out(args, rep):
         print(f"{count(rep['commits'], 'commit')}, {count(rep['checkpoints'], 'checkpoint')}, "
               f"{count(rep['states'], 'index snapshot')}, "
@@ -328,10 +328,15 @@ def add_parser(sub, parser_class) -> None:
 
     p = add_command(msub, "verify", "re-read the registry's log and check every live version's content",
                     "Re-read every commit, checkpoint and index snapshot (what a warm index would not "
-                    "notice), and check that every live version's manifest is intact and its chunks "
-                    "are stored. Exit 1 if anything is wrong. `mlops data verify` re-hashes the chunks.",
-                    ["mlops model verify", "mlops model verify --log-only --json"], cmd_verify)
+                    "notice), and check every live version's content: its manifest is intact and "
+                    "every chunk is stored and re-hashes to its id (each chunk once, however many "
+                    "versions share it). --quick only checks that the chunks are stored. Exit 1 if "
+                    "anything is wrong.",
+                    ["mlops model verify", "mlops model verify --quick",
+                     "mlops model verify --log-only --json"], cmd_verify)
     p.add_argument("--log-only", action="store_true", help="skip the content checks")
+    p.add_argument("--quick", action="store_true",
+                   help="check that content is stored, without re-hashing it")
     add_common(p)
 
     p = add_command(msub, "lineage", "what a version came from and what came from it",

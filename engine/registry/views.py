@@ -268,9 +268,10 @@ def live_manifest_blobs(store) -> list[tuple[str, dict]]:
     return live_versions(store)
 
 
-def verify(reg, content: bool = True) -> dict:
+def verify(reg, content: bool = True, rehash: bool = True) -> dict:
     """Re-read the whole log, the checkpoints and the index snapshots, and (``content``)
-    check that every live version's manifest and chunks are stored and intact.
+    check that every live version's manifest and chunks are stored and (``rehash``)
+    re-hash to their ids: each chunk is read once, however many versions share it.
 
     Catches what a warm index hides: a commit damaged after this host read it, a
     checkpoint that disagrees with the commit files, a snapshot failing its checksum,
@@ -315,6 +316,7 @@ def verify(reg, content: bool = True) -> dict:
     rows = reg.index.query("SELECT name, version, content FROM versions WHERE deleted=0")
     if content:
         reg.store.reload()  # see packs other processes published
+        hashed: dict[bytes, str | None] = {}  # chunk id -> why it is damaged, or None
         for name, version, c in rows:
             ref = f"{name}:v{version}"
             try:
@@ -324,6 +326,22 @@ def verify(reg, content: bool = True) -> dict:
                 missing = len(ids) - int(sum(have))
                 if missing:
                     problems.append({"problem": "chunks missing", "version": ref, "missing": missing})
+                if rehash:
+                    bad = []
+                    for cid, ok in zip(ids, have):
+                        if not ok:
+                            continue
+                        if cid not in hashed:
+                            try:
+                                reg.store.read_chunk(cid)
+                                hashed[cid] = None
+                            except StoreError as exc:
+                                hashed[cid] = str(exc)
+                        if hashed[cid] is not None:
+                            bad.append(hashed[cid])
+                    if bad:
+                        problems.append({"problem": "chunks corrupted", "version": ref,
+                                         "corrupted": len(bad), "detail": bad[0]})
             except StoreError as exc:
                 problems.append({"problem": "content unreadable", "version": ref, "detail": str(exc)})
     return {"ok": not problems, "commits": head, "checkpoints": len(cps), "states": len(states),
@@ -378,9 +396,10 @@ class RegistryViews:
         """The audit trail: commits (newest first), optionally only those about ``name``."""
         return history(self, name, limit)
 
-    def verify(self, *, content: bool = True) -> dict:
-        """Re-read the log, checkpoints and snapshots; check live versions' content."""
-        return verify(self, content)
+    def verify(self, *, content: bool = True, rehash: bool = True) -> dict:
+        """Re-read the log, checkpoints and snapshots; check live versions' content
+        (stored, and with ``rehash`` re-hashed to its ids)."""
+        return verify(self, content, rehash)
 
     def gc(self, *, keep_last: int | None = None, keep_aliased: bool = True,
            dry_run: bool = False, grace: float = 3600.0) -> dict:
