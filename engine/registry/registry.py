@@ -25,6 +25,7 @@ from .models import (
     version_from_row,
 )
 from .reading import RegistryReads
+from .redact import argv_for_record
 from .refs import KINDS, check_alias, parse_ref
 from .roots import record as record_root
 from .runs import (
@@ -550,7 +551,7 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
         self._open(self._create)
         in_nodes = self.input_nodes(inputs)
         git_commit, dirty = git_info()
-        info = {"cwd": os.getcwd(), "argv": list(sys.argv), "python": sys.version.split()[0],
+        info = {"cwd": os.getcwd(), "argv": argv_for_record(), "python": sys.version.split()[0],
                 "rank": world["rank"]}
         found: list = []
 
