@@ -476,6 +476,8 @@ def test_cli_disk_full_on_a_real_tmpfs(tmp_path):
         r = cli("data", "verify", "--store", root)
         assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
         checkout_matches(root, "ds:v1", digest_tree(small), tmp_path / "out")
+        # the failed snapshot removed its temporaries and the packs it never published
+        assert tmp_files(root) == [] and unindexed_packs(root) == []
         # gc frees what the failed snapshot wrote; then the store takes a version again.
         D.gc(store=root, grace=0)
         assert tmp_files(root) == [] and unindexed_packs(root) == [] and dead_packs(root) == []

@@ -135,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError,
             TypeError, KeyError, StoreError) as exc:
         return _report(cmd, EXIT_USAGE, "error", str(exc), as_json)
-    except OSError as exc:  # ENOSPC, EIO, ...: a store is left as it was
+    except OSError as exc:  # ENOSPC, EIO, ...: nothing is recorded; gc frees what was written
         # only commands that have a store say so; `mlops chunk` has none to speak of
-        unchanged = "; the store is unchanged" if hasattr(args, "store") else ""
+        unchanged = ("; no version or commit was recorded (a write that failed may have left "
+                     "chunks, which `mlops data gc` frees once they are older than its grace; "
+                     "`--grace 0` when nothing else writes to the store)"
+                     if hasattr(args, "store") else "")
         return _report(cmd, EXIT_STORE, "I/O error", f"{exc}{unchanged}", as_json)
