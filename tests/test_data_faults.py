@@ -907,3 +907,28 @@ def test_calls_with_a_store_path_do_not_leak_pack_descriptors(tmp_path):
         D.verify(store=root)
         D.diff("ds:v1", "ds:v1", store=root)
     assert _open_fds() == before
+
+
+def test_a_damaged_index_does_not_take_out_other_packs(tmp_path):
+    # issue 15, defect 4: one bad pack index used to make every checkout fail
+    root = str(tmp_path / "store")
+    Store(root, pack_max_bytes=1 << 20)
+    t1 = write_random_tree(tmp_path / "t1", 11, [1_500_000])
+    t2 = write_random_tree(tmp_path / "t2", 12, [1_500_000])
+    D.snapshot(t1, "a", store=root)
+    before = set(Store(root).pack_ids())
+    D.snapshot(t2, "b", store=root)
+    pid = sorted(set(Store(root).pack_ids()) - before)[0]  # a pack of b only
+    key = pack_key(pid, "idx")
+    path = os.path.join(root, *key.split("/"))
+    os.chmod(path, 0o644)
+    os.truncate(path, os.path.getsize(path) // 2)
+    with pytest.warns(UserWarning, match=re.escape(key)):
+        checkout_matches(root, "a:v1", digest_tree(t1), tmp_path / "ok")   # other packs: fine
+    with pytest.warns(UserWarning), pytest.raises(StoreCorruption) as ei:
+        D.checkout("b:v1", tmp_path / "bad", store=root)
+    assert key in str(ei.value) and "damaged" in str(ei.value)  # the missing chunk names it
+    with pytest.warns(UserWarning), pytest.raises(StoreCorruption, match="not written to"):
+        D.snapshot(t1, "c", store=root)  # writers refuse a damaged store
+    r = cli("data", "checkout", "a:v1", tmp_path / "cli-ok", "--store", root)
+    assert r.returncode == 0 and key in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from .. import __version__
 from . import chunk, data, demo, model, monitor, run, runs, slurm
@@ -86,6 +87,16 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+def _word_warnings(cmd: str):
+    """Print warnings (a damaged pack index skipped, ...) as ``mlops CMD: warning: ...``, not
+    with Python's file and line; returns the previous ``warnings.showwarning``."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"mlops{' ' + cmd if cmd else ''}: warning: {message}", file=file or sys.stderr)
+
+    shown, warnings.showwarning = warnings.showwarning, show
+    return shown
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``mlops`` command line; its exit status (see the module's docstring).
 
@@ -121,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = " ".join(v for k, v in vars(args).items()
                    if v and (k == "command" or k.endswith("_command")))
     as_json = bool(getattr(args, "json", False))
+    shown = _word_warnings(cmd)
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
@@ -142,3 +154,5 @@ def main(argv: list[str] | None = None) -> int:
                      "`--grace 0` when nothing else writes to the store)"
                      if hasattr(args, "store") else "")
         return _report(cmd, EXIT_STORE, "I/O error", f"{exc}{unchanged}", as_json)
+    finally:
+        warnings.showwarning = shown

@@ -653,6 +653,7 @@ class ChunkSink:
 
     def __init__(self, store, writer=None, pending: set | None = None, *, parallel: bool = False):
         self.store = store
+        store.require_intact()  # no chunk is written into a store with a damaged pack index
         self.writer = store.writer(parallel=parallel) if writer is None else writer
         self.pending: set[bytes] = set() if pending is None else pending
         self.new_bytes = 0  # raw bytes of the chunks this sink packed

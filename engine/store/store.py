@@ -7,6 +7,7 @@ import json
 import os
 import re
 import threading
+import warnings
 from dataclasses import dataclass
 
 import blake3
@@ -241,6 +242,8 @@ class Store:
         #: disk are held to it before anything is allocated.
         self.max_chunk = max(self.params.max_size, config.META_CHUNK_MAX_SIZE)
         self._index: ChunkIndex | None = None
+        #: pack id -> why its index is unreadable (filled when the index is loaded)
+        self.damaged: dict[str, str] = {}
         self._fds: dict[str, int] = {}
         self._fd_lock = threading.Lock()
 
@@ -292,15 +295,42 @@ class Store:
 
     @property
     def index(self) -> ChunkIndex:
+        """The chunk index of every published pack. A damaged pack index is skipped (with a
+        warning naming it, and in :attr:`damaged`): readers still reach the content of the
+        other packs, and a chunk that only the damaged pack held reads as missing, with the
+        damaged index named (:meth:`missing_message`). Writers call
+        :meth:`require_intact` first."""
         if self._index is None:
             idx = ChunkIndex()
+            damaged: dict[str, str] = {}
             for pid in self.pack_ids():
                 try:
                     idx.add(pid, self.read_index(pid))
                 except StoreCorruption as exc:
-                    raise StoreCorruption(f"{exc}; run `mlops data verify` for a full report") from None
-            self._index = idx
+                    damaged[pid] = str(exc)
+            if damaged:
+                warnings.warn(f"{len(damaged)} damaged pack index(es) skipped, their chunks "
+                              f"unreadable: {'; '.join(damaged.values())}; run `mlops data "
+                              "verify` for a full report", stacklevel=2)
+            self._index, self.damaged = idx, damaged
         return self._index
+
+    def require_intact(self) -> None:
+        """Raise :class:`StoreCorruption` naming the damaged pack indexes, if any: a store
+        with one is read, but not written to (nor collected) until it is repaired."""
+        _ = self.index
+        if self.damaged:
+            raise StoreCorruption(f"{'; '.join(self.damaged.values())}; the store is not written "
+                                  "to while a pack index is damaged: run `mlops data verify` "
+                                  "for a full report")
+
+    def missing_message(self, what: str) -> str:
+        """``what`` is referenced but not stored, and which damaged indexes may hold it."""
+        msg = f"{what} is referenced but not stored"
+        if self.damaged:
+            msg += (f" (it may be in a pack whose index is damaged: "
+                    f"{'; '.join(self.damaged.values())})")
+        return msg + "; run `mlops data verify`"
 
     def reload(self) -> None:
         """Forget the cached index (another process may have published packs)."""
@@ -322,7 +352,7 @@ class Store:
     def locate(self, chunk_id: bytes) -> ChunkRef:
         pos = self.index.locate([chunk_id])
         if pos[0] < 0:
-            raise StoreCorruption(f"chunk {chunk_id.hex()} is referenced but not stored")
+            raise StoreCorruption(self.missing_message(f"chunk {chunk_id.hex()}"))
         ents, pnos = self.index.rows(pos)
         e = ents[0]
         return ChunkRef(self.index.pack_ids[int(pnos[0])], int(e["offset"]),
@@ -347,8 +377,8 @@ class Store:
         pos = self.index.locate(ids)
         if (pos < 0).any():
             missing = bytes(ids_to_array(ids)[int(np.flatnonzero(pos < 0)[0])]).hex()
-            raise StoreCorruption(f"chunk {missing} is referenced but not stored "
-                                  f"({int((pos < 0).sum())} chunks missing); run `mlops data verify`")
+            raise StoreCorruption(self.missing_message(
+                f"chunk {missing} ({int((pos < 0).sum())} chunks missing)"))
         e, pno = self.index.rows(pos)
         names = self.index.pack_ids
         return [ChunkRef(names[p], o, s, r, c) for p, o, s, r, c in zip(
