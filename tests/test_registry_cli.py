@@ -438,11 +438,11 @@ def test_garbage_next_commit_is_exit_3(registered):
 def test_newer_commit_format_is_exit_3(registered, tmp_path, monkeypatch):
     f = _commit_file(registered.store, 3)
     body = json.loads(f.read_text())
-    body["format_version"] = 2
+    body["format_version"] = 3
     f.write_text(json.dumps(body))
     monkeypatch.setenv("MLOPS_CACHE_DIR", str(tmp_path / "fresh-cache"))
     _, err = registered("model", "list", code=3)
-    assert "format_version 2, newer than this mlops-engine supports" in err
+    assert "format_version 3, newer than this mlops-engine supports" in err
 
 
 # ---------------------------------------------------------------------- as a process

@@ -552,11 +552,11 @@ def test_checkpoints_make_a_cold_start_read_few_commits(tmp_path, monkeypatch):
     good = open(key, "rb").read()
     t = pa.ipc.open_file(pa.py_buffer(good)).read_all()
     meta = dict(t.schema.metadata)
-    newer = t.replace_schema_metadata({**meta, b"format_version": b"2"})
+    newer = t.replace_schema_metadata({**meta, b"format_version": b"3"})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, newer.schema) as w:
         w.write_table(newer)
-    cases = [(sink.getvalue().to_pybytes(), RegistryFormatError, "format_version 2"),
+    cases = [(sink.getvalue().to_pybytes(), RegistryFormatError, "format_version 3"),
              (good[: len(good) // 2], RegistryCorruption, "not a readable Arrow file"),
              (b"garbage" * 20, RegistryCorruption, "not a readable Arrow file")]
     shifted = t.replace_schema_metadata({**meta, b"first": b"82"})

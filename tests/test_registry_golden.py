@@ -71,7 +71,26 @@ def test_commit_layout_is_frozen(golden, tmp_path):
     reg.register("clf", b"w")
     reg.register("notes", b"a note", kind="checkpoint", inputs=["clf:v1"])
     new = reg.log.read(2)
-    assert sorted(new) == sorted(old) == ["actions", "format_version", "host", "pid", "seq",
-                                          "slurm_job_id", "time", "user"]
+    assert sorted(old) == ["actions", "format_version", "host", "pid", "seq", "slurm_job_id",
+                           "time", "user"]
+    # format 2 adds the commit's checksum and the link to the commit before it
+    assert sorted(new) == sorted([*old, "checksum", "prev"])
     assert sorted(new["actions"][0]) == sorted(old["actions"][0])
-    assert new["format_version"] == old["format_version"] == 1
+    assert (new["format_version"], old["format_version"]) == (2, 1)
+
+
+GOLDEN_V2 = os.path.join(os.path.dirname(__file__), "golden", "registry_v2")
+
+
+def test_golden_v2_registry_reads_and_its_chain_holds(tmp_path):
+    """The same registry written with commit format 2 (checksum and hash chain)."""
+    dst = tmp_path / "registry_v2"
+    shutil.copytree(GOLDEN_V2, dst)
+    reg = Registry(str(dst), create=False, index_path=":memory:")
+    check_answers(reg)
+    rep = reg.verify()
+    assert rep["ok"] and rep["commits"] == 7 and rep["unchecked_commits"] == 0
+    log = CommitLog(reg.store.fs)
+    bodies = [log.read(s) for s in range(1, 8)]
+    assert {b["format_version"] for b in bodies} == {2} and bodies[0]["prev"] is None
+    assert all(b["prev"] == a["checksum"] for a, b in zip(bodies, bodies[1:]))

@@ -178,7 +178,10 @@ def cmd_verify(args) -> int:
     with open_registry(args) as reg:
         rep = reg.verify(content=not args.log_only, rehash=not args.quick)
     if not out(args, rep):
-        print(f"{count(rep['commits'], 'commit')}, {count(rep['checkpoints'], 'checkpoint')}, "
+        old = rep.get("unchecked_commits", 0)
+        print(f"{count(rep['commits'], 'commit')}"
+              + (f" ({old} of format 1, without checksums: unchecked)" if old else "")
+              + f", {count(rep['checkpoints'], 'checkpoint')}, "
               f"{count(rep['states'], 'index snapshot')}, "
               f"{count(rep['versions'], 'live version')}: "
               + ("OK" if rep["ok"] else count(len(rep["problems"]), "PROBLEM", "PROBLEMS")))

@@ -19,7 +19,7 @@ import warnings
 
 from .. import config
 from .errors import RegistryCorruption
-from .log import CommitLog, checkpoint_key, decode
+from .log import CommitLog, check_chain, checkpoint_key, commit_key, decode
 
 STATE_MIN_GAP = 256  # load a state snapshot only when it saves replaying more commits than this
 INDEX_VERSION = 2  # bump when the schema or the apply rules change: the cache is rebuilt
@@ -228,6 +228,7 @@ class Index:
         if last:  # a warm index: one failed open says it is current, with no listing
             probe = self.log.read(last + 1)
             if probe is None:
+                self._check_no_gap(last + 1)
                 return last
         cps, states = self.log.compactions()
         if states and states[-1] > last + STATE_MIN_GAP and self._load_state(states[-1]):
@@ -244,9 +245,22 @@ class Index:
                 break
             pending.append((seq, body))
             seq += 1
+        self._check_no_gap(seq)
         if pending:
             self.apply(pending)
         return seq - 1
+
+    def _check_no_gap(self, missing: int) -> None:
+        """Commit ``missing`` does not exist; neither may the one after it. Commits are made
+        in order (a writer reads commit N before it makes N + 1), so a later commit without
+        this one means a commit was removed (one stat)."""
+        # a reader may miss commit N, then both N and N + 1 appear: N + 1 exists only after N
+        # does, so N is checked again once N + 1 is seen
+        if self.log.fs.exists(commit_key(missing + 1)) and not self.log.fs.exists(
+                commit_key(missing)):
+            raise RegistryCorruption(
+                f"registry commit {missing} ({self.log.fs.path(commit_key(missing))}) is missing "
+                f"but commit {missing + 1} exists: a commit was removed; run `mlops model verify`")
 
     def _load_state(self, seq: int) -> bool:
         """Replace the index by the snapshot at commit ``seq``; False (with a warning) if the
@@ -316,14 +330,17 @@ class Index:
         try:
             last = self.last_seq  # another process on this host may have applied some
             self._w = _Writes(db)
+            prev = self._body(last) if last else None
             for c in commits:
                 seq = c[0]
                 if seq <= last:
                     continue
                 if seq != last + 1:
                     raise AssertionError(f"registry index: commit {seq} applied after {last}")
+                if prev is not None or seq == 1:
+                    check_chain(c[1], prev, f"registry commit {seq}")
                 self._apply_one(seq, c[1], c[2] if len(c) > 2 else None)
-                last = seq
+                last, prev = seq, c[1]
             self._w.flush()
             db.execute("UPDATE meta SET value=? WHERE key='last_seq'", (str(last),))
             db.execute("COMMIT")
@@ -332,6 +349,11 @@ class Index:
             raise
         finally:
             self._w = None
+
+    def _body(self, seq: int) -> dict | None:
+        """Commit ``seq`` as the index holds it (None where a snapshot dropped the body)."""
+        row = self.db.execute("SELECT body FROM commits WHERE seq=?", (seq,)).fetchone()
+        return json.loads(row[0]) if row is not None and row[0] else None
 
     def _apply_one(self, seq: int, body: dict, text: str | None = None) -> None:
         acts = body["actions"]

@@ -32,7 +32,10 @@ from ..store.arrow_build import table_from_columns
 from ..store.store import now_iso, who
 from .errors import RegistryCorruption, RegistryFormatError
 
-FORMAT_VERSION = 1
+#: 2: every commit carries ``checksum`` (over its whole content) and ``prev`` (the
+#: checksum of the commit before it), so a changed, removed, reordered or replaced commit
+#: is detected. Commits of format 1 have neither; they are read, and reported unchecked.
+FORMAT_VERSION = 2
 LOG_DIR = "registry/log"
 CHECKPOINT_DIR = "registry/checkpoints"
 SHARD = 10_000
@@ -65,9 +68,19 @@ def check_format(obj: dict, where: str) -> dict:
     return obj
 
 
-def encode(seq: int, actions: list[dict]) -> bytes:
-    body = {"format_version": FORMAT_VERSION, "seq": seq, "time": now_iso(), "actions": actions}
+def commit_checksum(body: dict) -> str:
+    """BLAKE3 (hex) of a commit's canonical JSON without its ``checksum`` field: what a
+    format-2 commit carries, and what the next commit's ``prev`` holds (for a format-1
+    commit, which has no checksum, the hash of its whole canonical JSON)."""
+    rest = {k: v for k, v in body.items() if k != "checksum"}
+    return blake3.blake3(encode_body(rest).encode()).hexdigest()
+
+
+def encode(seq: int, actions: list[dict], prev: str | None = None) -> bytes:
+    body = {"format_version": FORMAT_VERSION, "seq": seq, "time": now_iso(), "actions": actions,
+            "prev": prev}
     body.update(who())
+    body["checksum"] = commit_checksum(body)
     return encode_body(body).encode()
 
 
@@ -86,7 +99,22 @@ def decode(data: bytes, seq: int, where: str) -> dict:
     check_format(body, where)
     if body.get("seq") != seq or not isinstance(body.get("actions"), list):
         raise RegistryCorruption(f"{where} does not hold commit {seq}")
+    if body["format_version"] >= 2 and body.get("checksum") != commit_checksum(body):
+        raise RegistryCorruption(f"{where} fails its checksum: it was changed after it was "
+                                 "written; run `mlops model verify`")
     return body
+
+
+def check_chain(body: dict, prev_body: dict | None, where: str) -> None:
+    """Raise unless commit ``body`` follows ``prev_body`` (its ``prev`` is that commit's
+    checksum). A format-1 commit carries no link and is not checked."""
+    if body.get("format_version", 1) < 2 or prev_body is None and body.get("seq") != 1:
+        return
+    want = None if prev_body is None else commit_checksum(prev_body)
+    if body.get("prev") != want:
+        raise RegistryCorruption(f"{where} does not follow commit {body.get('seq', 0) - 1}: a "
+                                 "commit before it was changed, removed or replaced; run "
+                                 "`mlops model verify`")
 
 
 class CommitLog:
@@ -114,8 +142,10 @@ class CommitLog:
         return None  # unreachable
 
     def create(self, seq: int, actions: list[dict]) -> dict | None:
-        """Put-if-absent of commit ``seq``; the commit, or None if the number is taken."""
-        data = encode(seq, actions)
+        """Put-if-absent of commit ``seq``; the commit, or None if the number is taken.
+        The commit links to commit ``seq - 1`` (``prev``), which is read for it."""
+        before = self.read(seq - 1) if seq > 1 else None
+        data = encode(seq, actions, None if before is None else commit_checksum(before))
         key = commit_key(seq)
         if seq % SHARD == 0 or seq == 1:
             self.fs.makedirs(key.rpartition("/")[0])
@@ -125,6 +155,20 @@ class CommitLog:
             self.fs.makedirs(key.rpartition("/")[0])
             ok = self.fs.create_exclusive(key, data)
         return json.loads(data) if ok else None
+
+    def last_file(self) -> int:
+        """The highest commit number with a file, by listing the log (gaps included)."""
+        top = 0
+        try:
+            shards = self.fs.list(LOG_DIR)
+        except FileNotFoundError:
+            return 0
+        for shard in shards:
+            for name in self.fs.list(f"{LOG_DIR}/{shard}"):
+                stem = name[:-5] if name.endswith(".json") else ""
+                if stem.isdigit():
+                    top = max(top, int(stem))
+        return top
 
     # ------------------------------------------------------------------ checkpoints
     def compactions(self) -> tuple[list[int], list[int]]:

@@ -281,10 +281,15 @@ def verify(reg, content: bool = True, rehash: bool = True) -> dict:
     from ..data import manifest as mf
     from ..store import StoreError
     from .errors import RegistryError
+    from .log import check_chain
 
     problems: list[dict] = []
-    head = reg.refresh()
     log = reg.log
+    try:
+        head = reg.refresh()
+    except RegistryError as exc:  # a damaged commit stops the index, not the report
+        problems.append({"problem": "index stopped at a damaged commit", "detail": str(exc)})
+        head = log.last_file()
     bodies: dict[int, dict] = {}
     for seq in range(1, head + 1):
         try:
@@ -296,6 +301,16 @@ def verify(reg, content: bool = True, rehash: bool = True) -> dict:
             problems.append({"problem": "commit missing", "seq": seq})
         else:
             bodies[seq] = body
+    unchecked = 0
+    for seq, body in bodies.items():  # the hash chain: each commit names the one before
+        if body.get("format_version", 1) < 2:
+            unchecked += 1
+        elif seq == 1 or seq - 1 in bodies:
+            try:
+                check_chain(body, bodies.get(seq - 1), f"registry commit {seq}")
+            except RegistryError as exc:
+                problems.append({"problem": "commit chain broken", "seq": seq,
+                                 "detail": str(exc)})
     cps = log.checkpoints()
     for last in cps:
         try:
@@ -344,8 +359,9 @@ def verify(reg, content: bool = True, rehash: bool = True) -> dict:
                                          "corrupted": len(bad), "detail": bad[0]})
             except StoreError as exc:
                 problems.append({"problem": "content unreadable", "version": ref, "detail": str(exc)})
-    return {"ok": not problems, "commits": head, "checkpoints": len(cps), "states": len(states),
-            "versions": len(rows), "problems": problems}
+    return {"ok": not problems, "commits": head, "unchecked_commits": unchecked,
+            "checkpoints": len(cps), "states": len(states), "versions": len(rows),
+            "problems": problems}
 
 
 class RegistryViews:
