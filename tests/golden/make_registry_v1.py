@@ -38,16 +38,17 @@ def build(root: str) -> None:
     reg.close()
 
 
-def main() -> int:
+def main(out: str = OUT) -> int:
+    """Build the registry in a temporary store and copy it to ``out``."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
     tmp = tempfile.mkdtemp()
     try:
         build(os.path.join(tmp, "store"))
-        shutil.rmtree(OUT, ignore_errors=True)
-        shutil.copytree(os.path.join(tmp, "store"), OUT, ignore=shutil.ignore_patterns("tmp"))
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(os.path.join(tmp, "store"), out, ignore=shutil.ignore_patterns("tmp"))
     finally:
         shutil.rmtree(tmp)
-    print(f"wrote {OUT}")
+    print(f"wrote {out}")
     return 0
 
 

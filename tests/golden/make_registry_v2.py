@@ -9,29 +9,13 @@ only together with a deliberate format change (and a new format_version).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "registry_v2")
 
-
-def main() -> int:
-    sys.path.insert(0, HERE)
-    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-    from make_registry_v1 import build
-
-    tmp = tempfile.mkdtemp()
-    try:
-        build(os.path.join(tmp, "store"))
-        shutil.rmtree(OUT, ignore_errors=True)
-        shutil.copytree(os.path.join(tmp, "store"), OUT, ignore=shutil.ignore_patterns("tmp"))
-    finally:
-        shutil.rmtree(tmp)
-    print(f"wrote {OUT}")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.path.insert(0, HERE)
+    from make_registry_v1 import main
+
+    raise SystemExit(main(OUT))
