@@ -208,8 +208,13 @@ def test_truncated_index_file_names_it(tmp_path):
     pid = st.pack_ids()[0]
     p = tmp_path / "s" / pack_key(pid, "idx")
     p.write_bytes(p.read_bytes()[:-7])
+    # readers skip it with a warning that names it; writers refuse the store, naming it
+    st2 = Store(tmp_path / "s")
+    with pytest.warns(UserWarning, match=f"{pid}.*mlops data verify"):
+        assert len(st2.index) == 0
+    assert pid in st2.damaged
     with pytest.raises(StoreCorruption, match=f"{pid}.*mlops data verify"):
-        len(Store(tmp_path / "s").index)
+        st2.require_intact()
 
 
 def test_put_if_absent(tmp_path):
