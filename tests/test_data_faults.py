@@ -932,3 +932,22 @@ def test_a_damaged_index_does_not_take_out_other_packs(tmp_path):
         D.snapshot(t1, "c", store=root)  # writers refuse a damaged store
     r = cli("data", "checkout", "a:v1", tmp_path / "cli-ok", "--store", root)
     assert r.returncode == 0 and key in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_damaged_version_record_does_not_hide_the_others(tmp_path):
+    # issue 15, defect 4: one bad version record used to break `data log` for its dataset
+    root = str(tmp_path / "store")
+    t = tmp_path / "t"
+    t.mkdir()
+    for i in range(3):
+        (t / f"f{i}").write_text(str(i))
+        D.snapshot(t, "ds", store=root)
+    rec = os.path.join(root, "datasets", "ds", "v00000002.json")
+    os.chmod(rec, 0o644)
+    open(rec, "w").write('{"garbage": ')
+    with pytest.warns(UserWarning, match=r"datasets/ds/v00000002\.json is not valid JSON"):
+        assert [v.ref for v in D.log("ds", store=root)] == ["ds:v3", "ds:v1"]
+    r = cli("data", "log", "ds", "--store", root)
+    assert r.returncode == 0 and "ds:v3" in r.stdout and "ds:v1" in r.stdout
+    assert "warning" in r.stderr and "v00000002.json" in r.stderr and "Traceback" not in r.stderr
+    checkout_matches(root, "ds:v3", digest_tree(t), tmp_path / "out")  # the others check out

@@ -6,9 +6,10 @@ dataset versions go, and the store keeps every chunk a live root of any layer us
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
-from ..store import Store, UnknownVersion
+from ..store import Store, StoreCorruption, UnknownVersion
 from ..store.gc import GcReport, check_options, collect
 from ..store.roots import load_providers
 from .ingest import using_store
@@ -23,9 +24,20 @@ def log(name: str, *, store=None) -> list[Version]:
 
 
 def _log(st, name):
-    vs = versions(st, name)
-    if not vs:
+    """Newest first; a damaged version record is skipped with a warning naming its file
+    (the others still list), never the whole log lost to it."""
+    nums = st.list_numbers(KIND, name)
+    if not nums:
         raise UnknownVersion(f"no dataset named {name!r} in {st.root}{names_hint(st, name)}")
+    vs, damaged = [], []
+    for n in nums:
+        try:
+            vs.append(read_version(st, name, n))
+        except StoreCorruption as exc:
+            damaged.append(str(exc))
+    if damaged:
+        warnings.warn(f"{len(damaged)} damaged version record(s) of {name!r} not listed: "
+                      f"{'; '.join(damaged)}", stacklevel=3)
     return vs[::-1]
 
 
