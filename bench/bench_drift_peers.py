@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import stats
+from timing import best_of_cpu, run_peer
 
 from engine.monitor import Profile, drift, profile
 
@@ -59,21 +58,6 @@ def make_tables(rows: int, cols: int, shifted: int, seed: int = 0):
     return ref, cur
 
 
-def best_of(fn, repeat: int) -> tuple[float, float, object]:
-    """Fastest wall seconds and fewest CPU seconds (all threads) of ``repeat`` calls, and a result.
-
-    CPU seconds move less than wall seconds when other jobs share the machine; a tool that
-    uses both cores (this engine) shows more CPU than wall seconds.
-    """
-    wall, cpu, out = float("inf"), float("inf"), None
-    for _ in range(max(1, repeat)):
-        c0, t0 = time.process_time(), time.perf_counter()
-        out = fn()
-        wall = min(wall, time.perf_counter() - t0)
-        cpu = min(cpu, time.process_time() - c0)
-    return wall, cpu, out
-
-
 def scipy_loop(cols_a, cols_b):
     return [(stats.ks_2samp(x, y), stats.wasserstein_distance(x, y))
             for x, y in zip(cols_a, cols_b)]
@@ -81,16 +65,8 @@ def scipy_loop(cols_a, cols_b):
 
 def run_evidently(python: Path, ref_path: Path, cur_path: Path, repeat: int) -> dict:
     """Evidently's JSON line, or ``{"skipped": reason}``."""
-    if not python.exists():
-        return {"skipped": f"Evidently is not installed ({python} is missing); install it with: "
-                           f"{INSTALL}"}
-    proc = subprocess.run([str(python), str(SIDE), str(ref_path), str(cur_path),
-                           "--repeat", str(repeat)], capture_output=True, text=True, cwd=ROOT)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        return {"skipped": f"Evidently failed (exit {proc.returncode}): " + " | ".join(tail)}
-    return json.loads(lines[-1])
+    return run_peer(python, [SIDE, ref_path, cur_path, "--repeat", repeat], "Evidently",
+                    INSTALL, cwd=ROOT)
 
 
 def _ratio(x: float) -> str:
@@ -128,12 +104,12 @@ def main(argv=None) -> int:
 
         # this engine, in process
         prof_path = Path(tmp, "ref.profile")
-        t_build, _, rp = best_of(lambda: profile(ref), 1)
+        t_build, _, rp = best_of_cpu(lambda: profile(ref), 1)
         rp.save(prof_path)
         stored = Profile.load(prof_path)
         drift(stored, cur)  # compile / warm up
-        t_raw, c_raw, rep_raw = best_of(lambda: drift(ref, cur), a.repeat)
-        t_prof, c_prof, rep_prof = best_of(lambda: drift(stored, cur), a.repeat)
+        t_raw, c_raw, rep_raw = best_of_cpu(lambda: drift(ref, cur), a.repeat)
+        t_prof, c_prof, rep_prof = best_of_cpu(lambda: drift(stored, cur), a.repeat)
         results.append(("engine: drift() from two raw tables", t_raw, c_raw,
                         set(rep_raw.drifted_columns), "defaults"))
         results.append(("engine: drift() vs a stored profile", t_prof, c_prof,
@@ -142,7 +118,7 @@ def main(argv=None) -> int:
         # the scipy loop, in process
         cols_a = [ref.column(i).to_numpy() for i in range(a.cols)]
         cols_b = [cur.column(i).to_numpy() for i in range(a.cols)]
-        t_scipy, c_scipy, out = best_of(lambda: scipy_loop(cols_a, cols_b), a.repeat)
+        t_scipy, c_scipy, out = best_of_cpu(lambda: scipy_loop(cols_a, cols_b), a.repeat)
         names = ref.column_names
         ks_flag = {n for n, (ks, _) in zip(names, out) if ks.pvalue < 0.05}
         w_flag = {n for n, (_, w), x in zip(names, out, cols_a) if w / max(np.std(x), 1e-3) >= 0.1}

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from timing import best_of_cpu, run_peer
 
 from engine.monitor import Guard, Profile, profile
 
@@ -243,31 +243,12 @@ def latencies_us(fn, reqs, warmup: int) -> np.ndarray:
     return ns / 1e3
 
 
-def best_of(fn, repeat: int):
-    wall, cpu, out = float("inf"), float("inf"), None
-    for _ in range(max(1, repeat)):
-        c0, t0 = time.process_time(), time.perf_counter()
-        out = fn()
-        wall = min(wall, time.perf_counter() - t0)
-        cpu = min(cpu, time.process_time() - c0)
-    return wall, cpu, out
-
-
 def run_whylogs(python: Path, spec: dict, warmup: int) -> dict:
     """whylogs' JSON line, or ``{"skipped": reason}``."""
-    if not python.exists():
-        return {"skipped": f"whylogs is not installed ({python} is missing); install it "
-                           f"with: {INSTALL}"}
     with tempfile.TemporaryDirectory(prefix="bench_guard_") as tmp:
         path = Path(tmp, "spec.json")
         path.write_text(json.dumps(spec), encoding="utf-8")
-        proc = subprocess.run([str(python), str(SIDE), str(path), "--warmup", str(warmup)],
-                              capture_output=True, text=True, cwd=ROOT)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        return {"skipped": f"whylogs failed (exit {proc.returncode}): " + " | ".join(tail)}
-    return json.loads(lines[-1])
+        return run_peer(python, [SIDE, path, "--warmup", warmup], "whylogs", INSTALL, cwd=ROOT)
 
 
 def _engine_counts(viols) -> Counter:
@@ -383,8 +364,8 @@ def main(argv=None) -> int:
         df = tbl.to_pandas()
         g, pc_ = guards[k], checkers[k]
         g.check(tbl.slice(0, 1000))  # compile / warm up
-        t_e, c_e, res_e = best_of(lambda g=g, tbl=tbl: g.check(tbl), a.repeat)
-        t_p, c_p, res_p = best_of(lambda pc_=pc_, df=df: pc_.check(df), a.repeat)
+        t_e, c_e, res_e = best_of_cpu(lambda g=g, tbl=tbl: g.check(tbl), a.repeat)
+        t_p, c_p, res_p = best_of_cpu(lambda pc_=pc_, df=df: pc_.check(df), a.repeat)
         vals = n * len(names)
         batch[k] = {"values": vals, "engine_s": t_e, "engine_cpu_s": c_e, "pandas_s": t_p,
                     "pandas_cpu_s": c_p,
