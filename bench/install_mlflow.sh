@@ -3,12 +3,5 @@
 # repo root, so its many dependencies stay out of the project's venv. Idempotent: does
 # nothing but print the version when .venv-mlflow already has mlflow.
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PYTHON="${PYTHON:-python3}"
-VENV="$ROOT/.venv-mlflow"
-
-if ! "$VENV/bin/python" -c "import mlflow" >/dev/null 2>&1; then
-    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check mlflow
-fi
-"$VENV/bin/python" -c "import mlflow; print('mlflow', mlflow.__version__)"
+source "$(dirname "$0")/_peer_venv.sh"
+peer_venv mlflow 'import mlflow' "import mlflow; print('mlflow', mlflow.__version__)" mlflow

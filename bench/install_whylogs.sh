@@ -5,16 +5,8 @@
 # numpy < 2: whylogs 1.6 predates both (it uses np.unicode_). Idempotent: does nothing but
 # print the version when .venv-whylogs already imports it with numpy < 2.
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PYTHON="${PYTHON:-python3}"
-VENV="$ROOT/.venv-whylogs"
-WHYLOGS_VERSION="${WHYLOGS_VERSION:-1.6.4}"
-
-check='import numpy, whylogs, pandas; assert int(numpy.__version__.split(".")[0]) < 2'
-if ! "$VENV/bin/python" -c "$check" >/dev/null 2>&1; then
-    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    spec="whylogs==$WHYLOGS_VERSION"
-    [ "$WHYLOGS_VERSION" = latest ] && spec="whylogs"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "$spec" 'pandas<3' 'numpy<2'
-fi
-"$VENV/bin/python" -c "import whylogs, pandas; print('whylogs', whylogs.__version__, '(pandas', pandas.__version__ + ')')"
+source "$(dirname "$0")/_peer_venv.sh"
+peer_venv whylogs \
+    'import numpy, whylogs, pandas; assert int(numpy.__version__.split(".")[0]) < 2' \
+    "import whylogs, pandas; print('whylogs', whylogs.__version__, '(pandas', pandas.__version__ + ')')" \
+    "$(pinned whylogs "${WHYLOGS_VERSION:-1.6.4}")" 'pandas<3' 'numpy<2'
