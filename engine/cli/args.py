@@ -52,6 +52,28 @@ def int_at_least(low: int, what: str | None = None):
     return parse
 
 
+def number_above(low: float, what: str, *, finite: bool = False):
+    """argparse type of a number ``> low`` (NaN never; infinity only unless ``finite``); the
+    error says ``expected WHAT``.
+
+    Examples
+    --------
+    >>> number_above(1, "a number of windows > 1", finite=True)("100")
+    100.0
+    """
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = float("nan")
+        if not v > low or (finite and v == float("inf")):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+
+    return parse
+
+
 def key_value(kind: str):
     """argparse type of ``--metric/--param/--tag KEY=VALUE`` -> ``(key, value)``.
 

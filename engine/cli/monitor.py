@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from .args import add_group
+from .args import add_group, number_above
 from .format import bar, out
 
 #: ``mlops monitor drift``'s exit status for each verdict of the report
@@ -160,25 +160,10 @@ def _window_arg(text: str):
     return value
 
 
-def _ert_arg(text: str) -> float:
-    """argparse type of ``--ert``: a number of windows > 1."""
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not v > 1 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of windows > 1, got {text!r}")
-    return v
-
-
-def _interval_arg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return v
+#: argparse type of ``--ert``: a number of windows > 1
+_ert_arg = number_above(1, "a number of windows > 1", finite=True)
+#: argparse type of ``--interval``: seconds > 0
+_interval_arg = number_above(0, "a number of seconds > 0")
 
 
 def _model_setup(args):
