@@ -522,11 +522,15 @@ def _exit_files(job_dir: str, job_id: str) -> list[dict]:
     return sorted(out, key=lambda d: d.get("attempt", 0))
 
 
-def _run_of(store: str, run_id: str) -> dict | None:
+def _run_of(registries: dict, store: str, run_id: str) -> dict | None:
+    """The registry run of a job (None when there is no store or no run yet); one
+    ``Registry`` per store, kept in ``registries``."""
     try:
-        from ..registry import Registry
+        if store not in registries:
+            from ..registry import Registry
 
-        return Registry(store, create=False).get_run(run_id)
+            registries[store] = Registry(store, create=False)
+        return registries[store].get_run(run_id)
     except Exception:  # noqa: BLE001 - no store, no run yet (the job has not started)
         return None
 
@@ -537,11 +541,11 @@ def list_jobs(all: bool = False, store: str | None = None) -> list[JobInfo]:
     longer lists, then the job's exit files and registry run (``sacct`` is not needed)."""
     recs = _records(jobs_root(store))
     queued = _squeue([r["job_id"] for r in recs])
-    out = []
+    out, registries = [], {}
     for r in recs:
         jid = r["job_id"]
         exits = _exit_files(r["job_dir"], jid)
-        run = _run_of(r["store"], r["run_id"])
+        run = _run_of(registries, r["store"], r["run_id"])
         tags = (run or {}).get("tags") or {}
         attempts = max([e.get("attempt", 1) for e in exits] + [1])
         if str(tags.get("slurm.attempt", "")).isdigit():
@@ -577,6 +581,8 @@ def list_jobs(all: bool = False, store: str | None = None) -> list[JobInfo]:
                        None if run is None else run["status"])
         if all or info.active:
             out.append(info)
+    for reg in registries.values():
+        reg.close()
     return out
 
 
