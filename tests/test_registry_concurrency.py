@@ -128,8 +128,8 @@ def _writer(i, store, cache, k, barrier):
     pa.array([0])  # pyarrow's first array from a list imports pandas (~1 s): not inside the race
     lost, create = [0], reg.log.create
 
-    def counting_create(seq, actions):  # counts lost races; changes nothing
-        body = create(seq, actions)
+    def counting_create(seq, actions, before=None):  # counts lost races; changes nothing
+        body = create(seq, actions, before)
         lost[0] += body is None
         return body
 

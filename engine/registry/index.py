@@ -330,7 +330,7 @@ class Index:
         try:
             last = self.last_seq  # another process on this host may have applied some
             self._w = _Writes(db)
-            prev = self._body(last) if last else None
+            prev = self.body(last) if last else None
             for c in commits:
                 seq = c[0]
                 if seq <= last:
@@ -350,7 +350,7 @@ class Index:
         finally:
             self._w = None
 
-    def _body(self, seq: int) -> dict | None:
+    def body(self, seq: int) -> dict | None:
         """Commit ``seq`` as the index holds it (None where a snapshot dropped the body)."""
         row = self.db.execute("SELECT body FROM commits WHERE seq=?", (seq,)).fetchone()
         return json.loads(row[0]) if row is not None and row[0] else None

@@ -141,10 +141,12 @@ class CommitLog:
                 time.sleep(0.05 * (attempt + 1))
         return None  # unreachable
 
-    def create(self, seq: int, actions: list[dict]) -> dict | None:
+    def create(self, seq: int, actions: list[dict], before: dict | None = None) -> dict | None:
         """Put-if-absent of commit ``seq``; the commit, or None if the number is taken.
-        The commit links to commit ``seq - 1`` (``prev``), which is read for it."""
-        before = self.read(seq - 1) if seq > 1 else None
+        The commit links to commit ``seq - 1`` (``prev``): ``before`` when the caller has
+        it (the registry's index does), else read from its file."""
+        if seq > 1 and before is None:
+            before = self.read(seq - 1)
         data = encode(seq, actions, None if before is None else commit_checksum(before))
         key = commit_key(seq)
         if seq % SHARD == 0 or seq == 1:

@@ -167,7 +167,8 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
                 if not actions:
                     self.last_commit = None
                     return None
-                body = self.log.create(head + 1, actions)
+                # the head commit as the index applied it (checked), for the new one's link
+                body = self.log.create(head + 1, actions, self.index.body(head) if head else None)
                 if body is not None:
                     self.last_commit = body
                     self.index.apply([(head + 1, body)])
