@@ -85,8 +85,10 @@ class SlurmCluster:
             "ClusterName=mlopstest",
             # job ids that no earlier test cluster used: MPICH names its shared-memory
             # segments after the PMI job id ("1.0"), and a segment left by a killed job of an
-            # earlier cluster makes a new job 1's ranks fail in MPI_Init ("Out of memory")
-            f"FirstJobId={random.randrange(10_000, 60_000_000)}",
+            # earlier cluster breaks MPI_Init of a new job of that id ("Out of memory", UCX
+            # address errors). SystemRandom: tests seed the random module, and a seeded id
+            # repeats across runs (it did: 51165754 twice)
+            f"FirstJobId={random.SystemRandom().randrange(10_000, 60_000_000)}",
             f"SlurmctldHost={self.host}(127.0.0.1)",
             f"SlurmctldPort={ctld}",
             "SlurmUser=root", "SlurmdUser=root",
