@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
-    from ..store.errors import StoreCorruption, StoreError, StoreFormatError
+    from ..store.errors import StoreBusy, StoreCorruption, StoreError, StoreFormatError
 
     # "data verify": the command and the subcommand of its group (dest "<group>_command")
     cmd = " ".join(v for k, v in vars(args).items()
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_PIPE
     except _gate_rejected() as exc:  # a check that failed, not an error: before StoreError
         return _report(cmd, EXIT_FAIL, "rejected", str(exc), as_json)
+    except StoreBusy as exc:  # gc beside a snapshot: nothing was done, try again later
+        return _report(cmd, EXIT_FAIL, "busy", str(exc), as_json)
     except (StoreCorruption, StoreFormatError) as exc:
         return _report(cmd, EXIT_STORE, "store error", str(exc), as_json)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError,

@@ -52,9 +52,9 @@ def int_at_least(low: int, what: str | None = None):
     return parse
 
 
-def number_above(low: float, what: str, *, finite: bool = False):
-    """argparse type of a number ``> low`` (NaN never; infinity only unless ``finite``); the
-    error says ``expected WHAT``.
+def number_above(low: float, what: str, *, finite: bool = False, or_equal: bool = False):
+    """argparse type of a number ``> low`` (``>= low`` with ``or_equal``; NaN never;
+    infinity only unless ``finite``); the error says ``expected WHAT``.
 
     Examples
     --------
@@ -67,7 +67,7 @@ def number_above(low: float, what: str, *, finite: bool = False):
             v = float(text)
         except ValueError:
             v = float("nan")
-        if not v > low or (finite and v == float("inf")):
+        if not (v >= low if or_equal else v > low) or (finite and v == float("inf")):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return v
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import add_common, add_group
+from .args import add_common, add_group, number_above
 from .format import bar, count, human_bytes, out, table
 
 
@@ -122,7 +122,7 @@ def cmd_gc(args) -> int:
     from ..data import gc
 
     r = gc(store=args.store, keep=args.keep, keep_last=args.keep_last, grace=args.grace,
-           dry_run=args.dry_run)
+           dry_run=args.dry_run, wait=args.wait)
     d = r.to_dict()
     what = "would remove" if args.dry_run else "removed"
     out(args, d, f"{what}: {count(len(r.versions_deleted), 'version')}, "
@@ -213,11 +213,17 @@ def add_parser(sub, parser_class) -> None:
                         description="Delete versions not kept (the newest of each dataset always "
                         "is), then packs no kept version references; rewrite packs that are mostly "
                         "garbage; remove temporaries of crashed writers. Data younger than --grace "
-                        "is never touched.")
+                        "is never touched. gc never runs beside a snapshot or registration of the "
+                        "same store (they hold leases in locks/): it refuses with exit 1, deleting "
+                        "nothing, unless --wait lets it wait for them.")
     p.add_argument("--keep", action="append", default=None, help="keep this version (repeatable)")
     p.add_argument("--keep-last", type=int, default=None, help="keep the newest N versions of each dataset")
     p.add_argument("--grace", type=float, default=3600.0,
                    help="seconds; younger packs and temporaries are left alone (default 3600)")
+    p.add_argument("--wait", type=number_above(0, "a number of seconds >= 0", finite=True, or_equal=True),
+                   default=0.0, metavar="SECONDS",
+                   help="wait up to this long for snapshots and registrations in progress "
+                   "(default 0: refuse at once)")
     p.add_argument("--dry-run", action="store_true", help="report, change nothing")
     add_common(p)
     p.set_defaults(func=cmd_gc)

@@ -25,6 +25,7 @@ from ..store import Store
 from ..store.arrow_build import (
     table_from_columns,
 )
+from ..store.lease import write_lease
 from ..store.pipeline import (
     ChunkSink,
     FileChangedError,
@@ -174,9 +175,12 @@ def snapshot(source, name: str, message: str | None = None, *, store=None,
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     with using_store(store, create=True) as st:
         record_roots(st)  # before the first write: gc must know dataset versions live here
-        if _is_table_like(source):
-            return _snapshot_table(source, name, message, st)
-        return _snapshot_path(source, name, message, st, progress, workers)
+        # gc waits for (or refuses beside) this lease: no chunk this version dedups
+        # against is deleted before the version is committed
+        with write_lease(st, f"snapshot {name}"):
+            if _is_table_like(source):
+                return _snapshot_table(source, name, message, st)
+            return _snapshot_path(source, name, message, st, progress, workers)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..store import Store, StoreCorruption, UnknownVersion
 from ..store.gc import GcReport, check_options, collect
+from ..store.lease import gc_lock
 from ..store.roots import load_providers
 from .ingest import using_store
 from .roots import NAME
@@ -70,7 +71,7 @@ def all_versions(st: Store) -> list[Version]:
 
 
 def gc(*, store=None, keep=None, keep_last: int | None = None, grace: float = 3600.0,
-       repack_below: float = 0.5, dry_run: bool = False) -> GcReport:
+       repack_below: float = 0.5, dry_run: bool = False, wait: float = 0.0) -> GcReport:
     """Remove versions that are not kept, then chunks and packs no kept version references.
 
     Parameters
@@ -89,6 +90,11 @@ def gc(*, store=None, keep=None, keep_last: int | None = None, grace: float = 36
         live chunks; a pack with none is deleted.
     dry_run : bool
         Report what would be removed, change nothing.
+    wait : float
+        Seconds to wait for snapshots and registrations in progress on the store (they
+        hold write leases); then, or at once with 0, :class:`~engine.store.StoreBusy`
+        is raised before any version is deleted. gc never runs beside a writer, so it
+        never deletes a chunk that a version committed meanwhile names.
 
     The newest version of each dataset is always kept, so version numbers are never
     reused. Content of the other layers that write to the store (registry
@@ -107,14 +113,21 @@ def gc(*, store=None, keep=None, keep_last: int | None = None, grace: float = 36
     ['t:v1']
     """
     with using_store(store) as st:
-        return _gc(st, keep, keep_last, grace, repack_below, dry_run)
+        return _gc(st, keep, keep_last, grace, repack_below, dry_run, wait)
 
 
-def _gc(st, keep, keep_last, grace, repack_below, dry_run):
+def _gc(st, keep, keep_last, grace, repack_below, dry_run, wait):
     if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
         raise ValueError(f"keep_last must be an integer >= 1, got {keep_last!r}")
     check_options(grace, repack_below)
     providers = load_providers(st)  # refuse before any version is deleted
+    if dry_run:
+        return _drop_and_collect(st, keep, keep_last, grace, repack_below, dry_run, providers)
+    with gc_lock(st, "data gc", wait=wait):  # before any version is deleted
+        return _drop_and_collect(st, keep, keep_last, grace, repack_below, dry_run, providers)
+
+
+def _drop_and_collect(st, keep, keep_last, grace, repack_below, dry_run, providers):
     rep = GcReport(dry_run=dry_run)
     vs = all_versions(st)
     if keep is not None or keep_last is not None:

@@ -11,6 +11,7 @@ import warnings
 from .. import config
 from ..store import AmbiguousReference, Store
 from ..store.fs import open_fs
+from ..store.lease import write_lease
 from ..store.store import check_name, now_iso
 from .aliases import RegistryAliases
 from .errors import RegistryError, UnknownReference
@@ -329,7 +330,7 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
         for the kind (:func:`~engine.registry.register_validator`) must accept it;
         otherwise :class:`InvalidContent` (a ValueError) is raised.
         """
-        from .content import prepare, store_content
+        from .content import prepare
 
         check_name(name)
         kind = kind or default_kind(obj)
@@ -348,6 +349,15 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
         if existing is not None and existing != kind:
             raise ValueError(f"{name!r} is a {existing} artifact; cannot register a {kind} under it")
         record_root(self.store)  # before its content is stored: gc keeps it from now on
+        # A write lease from the first dedup lookup until the commit: gc waits for it
+        with write_lease(self.store, f"register {name}"):
+            return self._register_stored(name, kind, prepared, progress, metrics, params, tags,
+                                         message, run, in_nodes, alias_list)
+
+    def _register_stored(self, name, kind, prepared, progress, metrics, params, tags, message,
+                         run, in_nodes, alias_list) -> ModelVersion:
+        from .content import store_content
+
         c = store_content(self.store, prepared, progress)
 
         def build():

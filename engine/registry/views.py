@@ -3,6 +3,7 @@ the audit trail, and retention (gc)."""
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import re
@@ -219,10 +220,11 @@ def history(reg, name, limit) -> list[dict]:
             for r in reg.index.query(q, args)]
 
 
-def gc(reg, keep_last, keep_aliased, dry_run, grace) -> dict:
+def gc(reg, keep_last, keep_aliased, dry_run, grace, wait: float = 0.0) -> dict:
     """Delete old unaliased versions (keeping the newest ``keep_last`` per name), then the
     store's chunks that no version (dataset or registry) references any more."""
     from ..store.gc import check_options, collect
+    from ..store.lease import gc_lock
     from ..store.roots import load_providers
     from .roots import NAME as ROOTS_NAME
 
@@ -250,9 +252,10 @@ def gc(reg, keep_last, keep_aliased, dry_run, grace) -> dict:
     check_options(grace)
     reg.refresh()
     providers = load_providers(reg.store)  # refuse before any version is deleted
-    reg.commit(build)
-    rep = collect(reg.store, grace=grace, dry_run=dry_run, providers=providers,
-                  ignore={ROOTS_NAME: set(doomed)})
+    with contextlib.nullcontext() if dry_run else gc_lock(reg.store, "model gc", wait=wait):
+        reg.commit(build)
+        rep = collect(reg.store, grace=grace, dry_run=dry_run, providers=providers,
+                      ignore={ROOTS_NAME: set(doomed)})
     return {"versions_deleted": list(doomed), "dry_run": dry_run, "store": rep.to_dict()}
 
 
@@ -418,5 +421,5 @@ class RegistryViews:
         return verify(self, content, rehash)
 
     def gc(self, *, keep_last: int | None = None, keep_aliased: bool = True,
-           dry_run: bool = False, grace: float = 3600.0) -> dict:
-        return gc(self, keep_last, keep_aliased, dry_run, grace)
+           dry_run: bool = False, grace: float = 3600.0, wait: float = 0.0) -> dict:
+        return gc(self, keep_last, keep_aliased, dry_run, grace, wait)

@@ -7,11 +7,13 @@ the layers above (:mod:`.roots`).
 
 from .errors import (
     AmbiguousReference,
+    StoreBusy,
     StoreCorruption,
     StoreError,
     StoreFormatError,
     UnknownVersion,
 )
+from .lease import gc_lock, write_lease
 from .pack import CODEC_NAMES, PackWriter, compress, decompress
 from .roots import RootProviderError, register_root_provider
 from .store import ChunkIndex, Store
@@ -37,6 +39,7 @@ __all__ = [
     "RootProviderError",
     "Store",
     "StoreCheck",
+    "StoreBusy",
     "StoreCorruption",
     "StoreError",
     "StoreFormatError",
@@ -44,6 +47,8 @@ __all__ = [
     "collect",
     "compress",
     "decompress",
+    "gc_lock",
     "register_root_provider",
     "verify_store",
+    "write_lease",
 ]

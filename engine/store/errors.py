@@ -13,6 +13,10 @@ class StoreFormatError(StoreError):
     """The store (or an object in it) has a format this version cannot read."""
 
 
+class StoreBusy(StoreError):
+    """``gc`` or ``purge`` would race writers (or another gc) that hold leases on the store."""
+
+
 class UnknownVersion(StoreError, KeyError):
     """A version reference matches no stored version."""
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .lease import gc_lock
 from .pack import compress, decompress, pack_key
 from .roots import live_set, load_providers
 
@@ -56,7 +57,7 @@ def check_options(grace, repack_below=0.5) -> None:
 
 def collect(store, *, grace: float = 3600.0, repack_below: float = 0.5, dry_run: bool = False,
             report: GcReport | None = None, providers: dict | None = None,
-            ignore: dict | None = None) -> GcReport:
+            ignore: dict | None = None, wait: float = 0.0) -> GcReport:
     """Delete the packs whose chunks no live root uses; rewrite those mostly dead.
 
     Parameters
@@ -83,6 +84,11 @@ def collect(store, *, grace: float = 3600.0, repack_below: float = 0.5, dry_run:
         Provider name -> labels of roots to count as gone: with ``dry_run``, the
         versions the caller would have deleted, so that the report says what a real
         run would free.
+    wait : float
+        Seconds to wait for snapshots and registrations in progress (their write
+        leases, :mod:`engine.store.lease`) to finish; then, or at once with 0,
+        :class:`~engine.store.lease.StoreBusy` is raised and nothing is deleted. A
+        dry run changes nothing and takes no lock.
 
     Examples
     --------
@@ -93,7 +99,15 @@ def collect(store, *, grace: float = 3600.0, repack_below: float = 0.5, dry_run:
     """
     check_options(grace, repack_below)
     rep = report if report is not None else GcReport(dry_run=dry_run)
-    live = live_set(store, load_providers(store) if providers is None else providers, ignore)
+    providers = load_providers(store) if providers is None else providers  # may refuse
+    if dry_run:
+        return _collect(store, grace, repack_below, dry_run, rep, providers, ignore)
+    with gc_lock(store, "gc", wait=wait):  # no snapshot or registration runs meanwhile
+        return _collect(store, grace, repack_below, dry_run, rep, providers, ignore)
+
+
+def _collect(store, grace, repack_below, dry_run, rep: GcReport, providers, ignore) -> GcReport:
+    live = live_set(store, providers, ignore)
     now = time.time()
     old_enough = lambda key: now - store.fs.mtime(key) >= grace  # noqa: E731
     _sweep_packs(store, live, old_enough, repack_below, dry_run, rep)
