@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 
@@ -50,13 +51,59 @@ def _tmp_name(key: str) -> str:
 
 
 class LocalFS:
-    """The store's files on a local or mounted POSIX file system."""
+    """The store's files on a local or mounted POSIX file system.
+
+    A store whose root directory is group-writable is *shared* (one project directory
+    of a cluster, many users): every directory made in it gets the root's group and
+    its group and other permission bits, plus set-group-ID so that what others create
+    there keeps the group; every file gets the root's group and its group and other
+    read/write bits, whatever the writer's umask. A store root this class creates
+    takes those bits from the nearest existing directory above it. A root that is not
+    group-writable is a one-user store: files and directories get the writer's umask.
+    """
 
     local = True
 
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
         self._unnamed = bool(_O_TMPFILE)  # False once O_TMPFILE + link failed here
+        self._share: tuple | bool | None = None  # (file mode, dir mode, gid), False, or unknown
+
+    def _shared(self) -> tuple | None:
+        """(file mode, directory mode, gid) of a shared store; None for a one-user store."""
+        if self._share is None:
+            try:
+                st = os.stat(self.root)
+            except FileNotFoundError:
+                return None  # not made yet: ask again later
+            self._share = _share_modes(st) or False
+        return self._share or None
+
+    def adopt(self, fd: int) -> None:
+        """Give a file this process just created the shared store's group and modes (a
+        no-op in a one-user store). Every file the store writes passes here."""
+        share = self._shared()
+        if share is None:
+            return
+        fmode, _, gid = share
+        try:
+            os.fchown(fd, -1, gid)  # usually inherited already (set-group-ID directories)
+        except PermissionError:
+            pass
+        os.fchmod(fd, fmode)
+
+    def _adopt_dir(self, path: str, share: tuple | None) -> None:
+        if share is None:
+            return
+        _, dmode, gid = share
+        try:
+            os.chown(path, -1, gid)
+        except PermissionError:
+            pass
+        try:
+            os.chmod(path, dmode)
+        except PermissionError:  # another user's directory made in the same moment
+            pass
 
     def path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/")) if key else self.root
@@ -81,7 +128,8 @@ class LocalFS:
         """
         path = self.path(key)
         if not durable:
-            os.makedirs(path, exist_ok=True)
+            if not os.path.isdir(path):
+                self._makedirs_quick(path)
             return
         missing = []
         while not os.path.isdir(path):
@@ -96,7 +144,31 @@ class LocalFS:
             except FileExistsError:
                 if not os.path.isdir(p):  # a file in the way: as os.makedirs says
                     raise
+            else:
+                self._adopt_new_dir(p)
             self._fsync_path(os.path.dirname(p))
+
+    def _adopt_new_dir(self, p: str) -> None:
+        """Modes of a directory just made: the root's (a new root: its parent's)."""
+        if p == self.root or not p.startswith(self.root + os.sep):
+            share = _share_modes(os.stat(os.path.dirname(p)))  # the root or above it
+            if p == self.root:
+                self._share = None  # decided again from the root's new modes
+        else:
+            share = self._shared()
+        self._adopt_dir(p, share)
+
+    def _makedirs_quick(self, path: str) -> None:
+        parent = os.path.dirname(path)
+        if parent != path and not os.path.isdir(parent):
+            self._makedirs_quick(parent)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+            return
+        self._adopt_new_dir(path)
 
     def _fsync_path(self, path: str) -> None:
         try:
@@ -134,6 +206,7 @@ class LocalFS:
         tmp = self.path(_tmp_name(key))
         try:
             with open(tmp, "wb") as f:
+                self.adopt(f.fileno())
                 f.write(data)
                 if fsync:
                     f.flush()
@@ -206,6 +279,7 @@ class LocalFS:
         except OSError:  # EOPNOTSUPP, EISDIR (kernels before 3.11), NFS, Lustre ...
             return None
         try:
+            self.adopt(fd)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -234,6 +308,7 @@ class LocalFS:
         except FileExistsError:
             return False
         with os.fdopen(fd, "wb") as f:
+            self.adopt(fd)
             f.write(data)
             f.flush()
             datasync(f.fileno())
@@ -337,6 +412,15 @@ class ArrowFS:
     def rename(self, src: str, dst: str) -> None:
         self.makedirs(dst.rpartition("/")[0])
         self.fs.move(self.path(src), self.path(dst))
+
+
+def _share_modes(st: os.stat_result) -> tuple | None:
+    """(file mode, directory mode, gid) that a group-writable directory ``st`` hands down;
+    None when it is not group-writable."""
+    if not st.st_mode & stat.S_IWGRP:
+        return None
+    g, o = st.st_mode & 0o070, st.st_mode & 0o007
+    return 0o600 | (g & 0o060) | (o & 0o006), 0o700 | g | o | stat.S_ISGID, st.st_gid
 
 
 def _unlink_quiet(path: str) -> None:

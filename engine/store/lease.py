@@ -113,6 +113,7 @@ def _acquire(store, kind: str, what: str) -> _Held:
             store.fs.makedirs(LOCK_DIR, durable=False)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
+            store.fs.adopt(fd)  # a shared store's group may remove it when stale
             os.write(fd, raw)
         finally:
             os.close(fd)

@@ -149,6 +149,7 @@ class PackWriter:
         self._tmp = f"tmp/{uuid.uuid4().hex}.pack.tmp"
         if self.fs.local:
             self._file = open(self.fs.path(self._tmp), "wb", buffering=1 << 20)
+            self.fs.adopt(self._file.fileno())  # a shared store's group and modes
         else:  # any pyarrow.fs: an output stream (a multipart upload on object stores)
             self._file = self.fs.fs.open_output_stream(self.fs.path(self._tmp))
         self._file.write(HEADER.pack(PACK_MAGIC, FORMAT_VERSION, 0))
