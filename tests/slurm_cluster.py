@@ -75,6 +75,19 @@ class SlurmCluster:
         self.env.pop("SLURM_JOB_ID", None)
 
     # ------------------------------------------------------------------ config
+    def _epilog(self) -> str:
+        path = os.path.join(self.dir, "epilog.sh")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n"
+                    "# remove MPICH shared memory that no live process maps (killed ranks')\n"
+                    "for f in /dev/shm/mpich_shm_*; do\n"
+                    "  [ -e \"$f\" ] || continue\n"
+                    "  grep -qsF \"$f\" /proc/[0-9]*/maps || rm -f \"$f\"\n"
+                    "done\n"
+                    "exit 0\n")
+        os.chmod(path, 0o755)
+        return path
+
     def _write_conf(self) -> None:
         d = self.dir
         ctld, *node_ports = _free_ports(1 + len(self.nodes))
@@ -107,6 +120,12 @@ class SlurmCluster:
             "MinJobAge=600", "KillWait=5", "SlurmctldTimeout=30", "SlurmdTimeout=30",
             "InactiveLimit=0", "Waittime=0", "SlurmctldDebug=info", "SlurmdDebug=info",
             "JobCompType=jobcomp/none", "AccountingStorageType=accounting_storage/none",
+            # A requeued job keeps its id, so its next attempt's MPICH would attach to the
+            # shared-memory segments that the preempted attempt's killed ranks left behind
+            # (same PMI job id "<id>.0": broken PMI requests, UCX "addr version" asserts).
+            # Real clusters clean /dev/shm per job (job_container/tmpfs or an epilog);
+            # this one does it in an epilog, sparing segments a live process maps.
+            f"Epilog={self._epilog()}",
         ]
         for name, port in zip(self.nodes, node_ports):
             lines.append(f"NodeName={name} NodeHostname={self.host} NodeAddr=127.0.0.1 "
