@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .args import add_command, add_common, add_group, key_value, open_registry
+from .args import add_command, add_common, add_group, key_value, number_above, open_registry
 from .format import count, human_bytes, kvs, out, table, value, when
 
 
@@ -190,6 +190,17 @@ def cmd_verify(args) -> int:
     return 0 if rep["ok"] else 1
 
 
+def cmd_purge(args) -> int:
+    with open_registry(args) as reg:
+        r = reg.purge(args.ref, reason=args.reason, wait=args.wait, dry_run=args.dry_run)
+    what = "would remove" if r["dry_run"] else "purged"
+    out(args, r, f"{what} {r['version']}: {count(r['chunks_removed'], 'chunk')}"
+                 + ("" if r["dry_run"] else f" ({human_bytes(r['bytes_removed'])} stored) from "
+                    f"{count(r['packs_rewritten'], 'rewritten pack')}")
+                 + f"; {count(r['chunks_kept'], 'chunk')} kept (other versions use them)")
+    return 0
+
+
 def cmd_lineage(args) -> int:
     if args.depth is not None and args.depth < 1:
         raise ValueError(f"--depth must be >= 1, got {args.depth}")
@@ -340,6 +351,24 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("--log-only", action="store_true", help="skip the content checks")
     p.add_argument("--quick", action="store_true",
                    help="check that content is stored, without re-hashing it")
+    add_common(p)
+
+    p = add_command(msub, "purge", "remove a version and every chunk only it used, now",
+                    "For deletion requests: append a tombstone commit for the version REF names "
+                    "(the log is never rewritten; the commit records who, when and --reason), "
+                    "remove its aliases, and rewrite the store's packs without the chunks no other "
+                    "version (model or dataset) uses, so its bytes are gone from the store's files. "
+                    "Refuses (exit 1, busy) while a snapshot or registration of the store runs, "
+                    "unless --wait lets them finish. A version deleted earlier is purged again "
+                    "when named as NAME:vN.",
+                    ["mlops model purge clf:v3 --reason 'erasure request 42'",
+                     "mlops model purge clf:v3 --dry-run --json"], cmd_purge)
+    p.add_argument("ref", help="version reference (NAME:vN, NAME@ALIAS)")
+    p.add_argument("--reason", default=None, help="why (recorded in the tombstone commit)")
+    p.add_argument("--wait", type=number_above(0, "a number of seconds >= 0", finite=True,
+                                               or_equal=True), default=0.0, metavar="SECONDS",
+                   help="wait up to this long for writers of the store (default 0: refuse at once)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be removed, change nothing")
     add_common(p)
 
     p = add_command(msub, "lineage", "what a version came from and what came from it",

@@ -14,7 +14,7 @@ Examples
 
 from .compare import DiffResult, diff, status
 from .ingest import FileChangedError, FileVanishedError, open_store, snapshot, using_store
-from .maint import DatasetSummary, GcReport, datasets, gc, log
+from .maint import DatasetSummary, GcReport, PurgeResult, datasets, gc, log, purge
 from .restore import CheckoutResult, checkout
 from .verify import VerifyReport, verify
 from .version import Version, resolve, versions

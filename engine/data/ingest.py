@@ -363,7 +363,7 @@ def _commit(st: Store, name, message, vid, blob, nfiles, nbytes, source, fmt, ex
 
     def make(number, parent):
         rec = {"format_version": 1, "kind": KIND, "format": fmt, "name": name, "number": number,
-               "id": vid, "parent": parent["id"] if parent else None, "message": message,
+               "id": vid, "parent": parent.get("id") if parent else None, "message": message,
                "created": now_iso(), "source": source, "files": nfiles, "bytes": nbytes,
                "manifest": blob}
         rec.update(who())

@@ -6,16 +6,17 @@ dataset versions go, and the store keeps every chunk a live root of any layer us
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-from ..store import Store, StoreCorruption, UnknownVersion
+from ..store import PurgedVersion, Store, StoreCorruption, UnknownVersion
 from ..store.gc import GcReport, check_options, collect
 from ..store.lease import gc_lock
 from ..store.roots import load_providers
 from .ingest import using_store
 from .roots import NAME
-from .version import KIND, Version, names_hint, read_version, resolve, versions
+from .version import KIND, Version, names_hint, purged_message, read_version, resolve, versions
 
 
 def log(name: str, *, store=None) -> list[Version]:
@@ -34,6 +35,8 @@ def _log(st, name):
     for n in nums:
         try:
             vs.append(read_version(st, name, n))
+        except PurgedVersion:
+            continue  # only a tombstone is left
         except StoreCorruption as exc:
             damaged.append(str(exc))
     if damaged:
@@ -59,9 +62,9 @@ def datasets(*, store=None) -> list[DatasetSummary]:
     with using_store(store) as st:
         out = []
         for name in st.list_names(KIND):
-            nums = st.list_numbers(KIND, name)
-            if nums:
-                out.append(DatasetSummary(name, len(nums), read_version(st, name, nums[-1])))
+            vs = versions(st, name)  # purged versions left out
+            if vs:
+                out.append(DatasetSummary(name, len(vs), vs[-1]))
         return out
 
 
@@ -149,3 +152,95 @@ def _drop_and_collect(st, keep, keep_last, grace, repack_below, dry_run, provide
                     st.delete_record(KIND, v.name, v.number)
     return collect(st, grace=grace, repack_below=repack_below, dry_run=dry_run, report=rep,
                    providers=providers, ignore={NAME: set(rep.versions_deleted)})
+
+
+@dataclass
+class PurgeResult:
+    """What :func:`purge` removed: the ``version`` (``name:vN``), and from the store the
+    chunks only it used (``chunks_removed``, ``bytes_removed`` stored bytes) out of the
+    ``packs_rewritten``; ``chunks_kept``: its chunks that other versions still use."""
+
+    version: str
+    chunks_removed: int
+    bytes_removed: int
+    packs_rewritten: int
+    chunks_kept: int
+    dry_run: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def purge(ref, *, store=None, reason: str | None = None, wait: float = 0.0,
+          dry_run: bool = False) -> PurgeResult:
+    """Remove a dataset version and every chunk only it used, now (deletion requests).
+
+    The version's record is replaced by a *tombstone* (who purged it, when, why; no
+    content id), so its number is never reused and ``log`` and ``checkout`` say it was
+    purged. Its chunks that no other version (dataset or registry) uses are cut out of
+    their packs: the packs are rewritten without them (:func:`engine.store.purge.drop_chunks`)
+    and the old packs deleted, so the bytes are gone from the store's files (not from
+    the disk's free blocks, nor from backups of the store). Runs under the store's gc
+    lock: it refuses (:class:`~engine.store.StoreBusy`) while a snapshot or
+    registration runs, unless ``wait`` seconds let them finish. Killed half way, it
+    leaves a tombstone marked pending (``verify`` reports it); run it again.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, engine.data as data
+    >>> src, store = pathlib.Path(tempfile.mkdtemp()), tempfile.mkdtemp()
+    >>> _ = (src / "a.txt").write_text("personal data")
+    >>> v = data.snapshot(src, name="t", store=store)
+    >>> data.purge("t:v1", store=store, reason="erasure request 42").version
+    't:v1'
+    """
+    import json
+
+    from ..store.purge import drop_chunks
+    from ..store.roots import live_set
+    from ..store.store import now_iso, who
+    from .roots import manifest_chunks
+
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"reason must be a str, got {type(reason).__name__}")
+    with using_store(store) as st:
+        providers = load_providers(st)  # gc's question: refuse before anything changes
+        with contextlib.nullcontext() if dry_run else gc_lock(st, f"purge {ref}", wait=wait):
+            name, number, blob = _purge_target(st, ref)
+            label = f"{name}:v{number}"
+            key = st.record_key(KIND, name, number)
+            tomb = {"format_version": 1, "kind": KIND, "name": name, "number": number,
+                    "purged": {"time": now_iso(), "reason": reason, **who()}}
+            if not dry_run:  # first: from now on the version is not live, nor readable
+                st.fs.write_atomic(key, json.dumps({**tomb, "pending": blob}, indent=1,
+                                                   sort_keys=True).encode())
+            targets: set[bytes] = set()
+            try:
+                for cid in manifest_chunks(st, blob, label):
+                    targets.add(cid)
+            except StoreCorruption:
+                pass  # a purge run again after the manifest's chunks went: its own are known
+            live = live_set(st, providers, {NAME: {label}} if dry_run else None)
+            gone = targets - live
+            if dry_run:
+                return PurgeResult(label, len(gone), 0, 0, len(targets) - len(gone), True)
+            rep = drop_chunks(st, gone, what=f"purge {label}")
+            st.fs.write_atomic(key, json.dumps(tomb, indent=1, sort_keys=True).encode())
+            return PurgeResult(label, rep.chunks_removed, rep.bytes_removed, rep.packs_rewritten,
+                               len(targets) - len(gone))
+
+
+def _purge_target(st, ref) -> tuple[str, int, dict]:
+    """(name, number, manifest blob) of the version to purge; a pending tombstone (a purge
+    that did not finish) names its manifest still, and is purged again."""
+    if isinstance(ref, str) and ":" in ref and "@" not in ref:
+        name, _, sel = ref.strip().partition(":")
+        sel = sel[1:] if sel.startswith("v") else sel
+        if sel.isdigit() and int(sel) in st.list_numbers(KIND, name):
+            rec = st.read_record(KIND, name, int(sel))
+            if isinstance(rec, dict) and isinstance(rec.get("purged"), dict):
+                if isinstance(rec.get("pending"), dict):
+                    return name, int(sel), rec["pending"]
+                raise PurgedVersion(purged_message(rec))
+    v = resolve(st, ref)
+    return v.name, v.number, v.record["manifest"]

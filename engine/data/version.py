@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from ..store import AmbiguousReference, Store, StoreCorruption, UnknownVersion
+from ..store import AmbiguousReference, PurgedVersion, Store, StoreCorruption, UnknownVersion
 from ..store.store import NAME_RE
 from . import manifest as mf
 
@@ -69,10 +69,30 @@ _RECORD_FIELDS = {"name": str, "number": int, "id": str, "created": str, "files"
                   "bytes": int, "manifest": dict}
 
 
+def is_tombstone(rec) -> bool:
+    """Whether a parsed version record is the tombstone a purge left (``{"purged": {...}}``)."""
+    return isinstance(rec, dict) and isinstance(rec.get("purged"), dict)
+
+
+def purged_message(rec: dict) -> str:
+    p = rec["purged"]
+    why = f" ({p['reason']})" if isinstance(p.get("reason"), str) and p["reason"] else ""
+    return (f"{rec.get('name')}:v{rec.get('number')} was purged at {p.get('time', '?')} by "
+            f"{p.get('user', '?')}{why}: its content is gone from the store")
+
+
 def record_problem(rec, name: str, number: int) -> str | None:
-    """What is wrong with a parsed version record of ``name:v<number>``, or None if it is sound."""
+    """What is wrong with a parsed version record of ``name:v<number>``, or None if it is sound
+    (a finished purge's tombstone is sound)."""
     if not isinstance(rec, dict):
         return f"expected a JSON object, found {type(rec).__name__}"
+    if is_tombstone(rec):
+        if (rec.get("name"), rec.get("number")) != (name, number):
+            return f"a tombstone naming {rec.get('name')}:v{rec.get('number')} lies where {name}:v{number} belongs"
+        if "pending" in rec:
+            return (f"a purge of it did not finish (its content may still be stored): run "
+                    f"`mlops data purge {name}:v{number}` again")
+        return None
     for key, typ in _RECORD_FIELDS.items():
         if not isinstance(rec.get(key), typ) or isinstance(rec.get(key), bool):
             return f"field {key!r} is missing or not a {typ.__name__}"
@@ -92,6 +112,8 @@ def read_version(store: Store, name: str, number: int) -> Version:
     key = store.record_key(KIND, name, number)
     try:
         rec = store.read_record(KIND, name, number)
+        if is_tombstone(rec) and (rec.get("name"), rec.get("number")) == (name, number):
+            raise PurgedVersion(purged_message(rec))
         problem = record_problem(rec, name, number)
         if problem:
             raise StoreCorruption(f"version record {key} is damaged: {problem}")
@@ -101,13 +123,24 @@ def read_version(store: Store, name: str, number: int) -> Version:
 
 
 def versions(store: Store, name: str) -> list[Version]:
-    """Versions of ``name``, oldest first."""
-    return [read_version(store, name, n) for n in store.list_numbers(KIND, name)]
+    """Versions of ``name``, oldest first (purged ones left out)."""
+    out = []
+    for n in store.list_numbers(KIND, name):
+        try:
+            out.append(read_version(store, name, n))
+        except PurgedVersion:
+            pass
+    return out
 
 
 def latest(store: Store, name: str) -> Version | None:
-    nums = store.list_numbers(KIND, name)
-    return read_version(store, name, nums[-1]) if nums else None
+    """The newest version of ``name`` that was not purged (None if there is none)."""
+    for n in reversed(store.list_numbers(KIND, name)):
+        try:
+            return read_version(store, name, n)
+        except PurgedVersion:
+            continue
+    return None
 
 
 def names_hint(store: Store, name: str) -> str:

@@ -128,7 +128,8 @@ def summarize(action: dict) -> str:
             s += " (FORCED)"
         return s
     if op == "delete_version":
-        return f"delete {action['name']}:v{action['version']}" + (
+        verb = "purge" if action.get("purge") else "delete"
+        return f"{verb} {action['name']}:v{action['version']}" + (
             f" ({action['reason']})" if action.get("reason") else "")
     if op == "run_start":
         return f"run {action['run_id']} ({action['name']}) started"

@@ -379,6 +379,32 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
         body = self.commit(build)
         return self.get(f"{name}:v{body['actions'][0]['version']}", refresh=False)
 
+    def purge(self, ref, *, reason: str | None = None, wait: float = 0.0,
+              dry_run: bool = False) -> dict:
+        """Remove version ``ref`` and every chunk only it used, now (deletion requests).
+
+        Appends a tombstone commit (``delete_version`` with ``"purge": true`` and
+        ``reason``; the hash chain is never rewritten, and the commit is the audit
+        record), then rewrites the store's packs without the chunks no other version
+        (registry or dataset) uses, so the bytes are gone from the store's files. Runs
+        under the store's gc lock: refuses (:class:`~engine.store.StoreBusy`) while a
+        snapshot or registration runs, unless ``wait`` seconds let them finish. A
+        version deleted earlier (by gc, or a purge that was killed) is purged again when
+        named by number. Returns ``{"version", "chunks_removed", "bytes_removed",
+        "packs_rewritten", "chunks_kept", "dry_run"}``.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> reg = Registry(tempfile.mkdtemp() + "/store", index_path=":memory:")
+        >>> _ = reg.register("clf", b"weights of a model trained on personal data")
+        >>> reg.purge("clf:v1", reason="erasure request 42")["chunks_removed"] >= 1
+        True
+        """
+        from .purge import purge
+
+        return purge(self, ref, reason, wait, dry_run)
+
     def log_profile(self, profile, *, of, role: str = "input", message: str | None = None,
                     run: Run | None = None) -> ModelVersion:
         """Register ``profile`` as the ``role`` profile of model version ``of``.

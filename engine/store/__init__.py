@@ -7,6 +7,7 @@ the layers above (:mod:`.roots`).
 
 from .errors import (
     AmbiguousReference,
+    PurgedVersion,
     StoreBusy,
     StoreCorruption,
     StoreError,
@@ -36,6 +37,7 @@ __all__ = [
     "ChunkIndex",
     "GcReport",
     "PackWriter",
+    "PurgedVersion",
     "RootProviderError",
     "Store",
     "StoreCheck",

@@ -26,3 +26,7 @@ class UnknownVersion(StoreError, KeyError):
 
 class AmbiguousReference(StoreError, ValueError):
     """An id prefix matches several versions."""
+
+
+class PurgedVersion(UnknownVersion):
+    """The version was purged (``mlops data purge`` / ``model purge``): only its tombstone is left."""
