@@ -2,6 +2,7 @@
 #   make demo   create .venv, install, run the end-to-end demo
 #   make test   create/update .venv, install .[dev], run the tests
 #   make bench  run the benchmarks (see docs/benchmarks.md)
+#   make soak   the long fault, fuzz, race and object-storage runs (see docs/faults.md)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +13,7 @@ TORCH_VERSION ?= 2.13.0
 PIP_FLAGS ?= -q --disable-pip-version-check
 BENCH_SIZE ?= 1GiB
 
-.PHONY: demo test bench bench-startup bench-data bench-data-large bench-dist bench-peers bench-registry bench-drift-peers bench-drift-large lint venv install install-dev install-torch clean
+.PHONY: demo test soak bench bench-startup bench-data bench-data-large bench-dist bench-peers bench-registry bench-drift-peers bench-drift-large lint venv install install-dev install-torch clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,15 @@ test: install-dev install-torch
 	NUMBA_CACHE_DIR=$(abspath $(VENV))/numba-doctest-cache \
 		$(PY) -m pytest --doctest-modules engine kernels -q --ignore=engine/chunking.py
 	$(PY) -m pytest
+
+# Long runs of what `make test` samples (about 20 minutes): 100+ SIGKILL trials per
+# operation, ENOSPC at every write site, byte flips in every kind of file, Hypothesis with
+# thousands of examples per parser (and atheris where its wheel installs), 150 gc races
+# per writer, and the whole S3 suite against a local moto server. MLOPS_FAULT_REPORT=DIR
+# writes the counts as JSON there.
+soak: install-dev install-torch
+	-$(PIP) install $(PIP_FLAGS) atheris
+	$(PY) -m pytest -m "soak or s3" -q tests
 
 lint: install-dev
 	$(VENV)/bin/ruff check engine kernels tests bench examples setup.py
