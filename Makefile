@@ -62,6 +62,7 @@ bench: install-dev
 	$(PY) bench/bench_index.py
 	$(PY) bench/bench_drift_kernels.py
 	$(PY) bench/bench_drift.py
+	$(PY) bench/bench_encrypt.py
 	$(PY) -m pytest bench -q --benchmark-columns=min,mean,max,ops
 
 # CLI start-up: an unchanged re-snapshot of 2,000 files, `mlops data log`, `mlops model list`,

@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # ENOSPC, EIO, ...: nothing is recorded; gc frees what was written
         # only commands that have a store say so; `mlops chunk` has none to speak of
         unchanged = ("; no version or commit was recorded (a write that failed may have left "
-                     "chunks, which `mlops data gc` frees once they are older than its grace; "
-                     "`--grace 0` when nothing else writes to the store)"
+                     "packs it had published, which `mlops data gc` frees once they are older "
+                     "than its grace, a minute by default)"
                      if hasattr(args, "store") else "")
         return _report(cmd, EXIT_STORE, "I/O error", f"{exc}{unchanged}", as_json)
     finally:

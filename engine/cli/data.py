@@ -1,4 +1,4 @@
-"""``mlops data ...``: snapshot, checkout, diff, status, list, log, verify, gc."""
+"""``mlops data ...``: snapshot, checkout, diff, status, list, log, verify, gc, purge."""
 
 from __future__ import annotations
 
@@ -6,10 +6,35 @@ from .args import add_common, add_group, number_above
 from .format import bar, count, human_bytes, out, table
 
 
+def _store(args, create: bool = False):
+    """``--store`` as given, or, with ``--key-file``/``--encrypt``, the store opened (or
+    created encrypted) with that key. Without them an encrypted store takes its key
+    from ``$MLOPS_KEY_FILE`` or ``$MLOPS_KEY``."""
+    encrypt = getattr(args, "encrypt", False)
+    if not args.key_file and not encrypt:
+        return args.store
+    from ..store import Store
+
+    return Store(args.store, create=create, encrypt=True if encrypt else None,
+                 key_file=args.key_file)
+
+
+def _add_key_options(p, create: bool = False) -> None:
+    p.add_argument("--key-file", default=None, metavar="PATH",
+                   help="key of an encrypted store: a file holding 64 hex digits (chmod 600); "
+                   "default $MLOPS_KEY_FILE, else $MLOPS_KEY (hex)")
+    if create:
+        p.add_argument("--encrypt", action="store_true",
+                       help="create the store encrypted (AES-256-GCM, keyed chunk ids; "
+                       "docs/encryption.md); needs a key (--key-file, $MLOPS_KEY_FILE or "
+                       "$MLOPS_KEY). Encryption is chosen when a store is created")
+
+
 def cmd_snapshot(args) -> int:
     from ..data import snapshot
 
-    v = snapshot(args.path, args.name, args.message, store=args.store, progress=bar(args),
+    v = snapshot(args.path, args.name, args.message, store=_store(args, create=True),
+                 progress=bar(args),
                  workers=args.workers)
     d = v.to_dict() | {"unchanged": v.unchanged, "new_bytes": v.record.get("new_bytes")}
     note = " (unchanged: same content as the latest version)" if v.unchanged else ""
@@ -21,7 +46,7 @@ def cmd_snapshot(args) -> int:
 def cmd_checkout(args) -> int:
     from ..data import checkout
 
-    r = checkout(args.ref, args.dest, store=args.store, paths=args.path or None, progress=bar(args))
+    r = checkout(args.ref, args.dest, store=_store(args), paths=args.path or None, progress=bar(args))
     out(args, r.to_dict(), f"{r.version.ref}: {count(r.files, 'file')}, {count(r.links, 'link')}, "
                            f"{human_bytes(r.bytes)} -> {r.dest}")
     return 0
@@ -42,7 +67,7 @@ def _print_changes(d) -> None:
 def cmd_diff(args) -> int:
     from ..data import diff
 
-    d = diff(args.a, args.b, store=args.store, progress=bar(args))
+    d = diff(args.a, args.b, store=_store(args), progress=bar(args))
     if not out(args, d.to_dict()):
         print(d.summary())
         _print_changes(d)
@@ -52,7 +77,7 @@ def cmd_diff(args) -> int:
 def cmd_status(args) -> int:
     from ..data import status
 
-    d = status(args.name, args.dir, store=args.store, progress=bar(args))
+    d = status(args.name, args.dir, store=_store(args), progress=bar(args))
     code = 1 if args.exit_code and not d.identical else 0
     if out(args, d.to_dict()):
         return code
@@ -68,11 +93,12 @@ def cmd_status(args) -> int:
 def cmd_list(args) -> int:
     from ..data import datasets, open_store
 
-    rows = datasets(store=args.store)
+    st = _store(args)
+    rows = datasets(store=st)
     if out(args, [r.to_dict() for r in rows]):
         return 0
     if not rows:
-        print(f"no datasets in {open_store(args.store).root}")
+        print(f"no datasets in {open_store(st).root}")
         return 0
     table(["NAME", "VERSIONS", "LATEST", "SIZE", "FILES", "CREATED (UTC)", "MESSAGE"],
           [[r.name, str(r.versions), r.latest.ref, human_bytes(r.latest.bytes),
@@ -84,7 +110,7 @@ def cmd_list(args) -> int:
 def cmd_log(args) -> int:
     from ..data import log
 
-    vs = log(args.name, store=args.store)
+    vs = log(args.name, store=_store(args))
     if not out(args, [v.to_dict() for v in vs]):
         for v in vs:
             msg = f"  {v.message}" if v.message else ""
@@ -105,7 +131,7 @@ def _problem_line(p: dict) -> str:
 def cmd_verify(args) -> int:
     from ..data import verify
 
-    r = verify(store=args.store, sample=args.sample, progress=bar(args))
+    r = verify(store=_store(args), sample=args.sample, progress=bar(args))
     if not out(args, r.to_dict()):
         print(f"checked {count(r.chunks_checked, 'chunk')} ({human_bytes(r.bytes_checked)}) in "
               f"{count(r.packs, 'pack')}, {count(r.versions, 'version')}: "
@@ -118,10 +144,22 @@ def cmd_verify(args) -> int:
     return 0 if r.ok else 1
 
 
+def cmd_purge(args) -> int:
+    from ..data import purge
+
+    r = purge(args.ref, store=_store(args), reason=args.reason, wait=args.wait, dry_run=args.dry_run)
+    what = "would remove" if r.dry_run else "purged"
+    out(args, r.to_dict(), f"{what} {r.version}: {count(r.chunks_removed, 'chunk')}"
+        + ("" if r.dry_run else f" ({human_bytes(r.bytes_removed)} stored) from "
+           f"{count(r.packs_rewritten, 'rewritten pack')}")
+        + f"; {count(r.chunks_kept, 'chunk')} kept (other versions use them)")
+    return 0
+
+
 def cmd_gc(args) -> int:
     from ..data import gc
 
-    r = gc(store=args.store, keep=args.keep, keep_last=args.keep_last, grace=args.grace,
+    r = gc(store=_store(args), keep=args.keep, keep_last=args.keep_last, grace=args.grace,
            dry_run=args.dry_run, wait=args.wait)
     d = r.to_dict()
     what = "would remove" if args.dry_run else "removed"
@@ -133,7 +171,7 @@ def cmd_gc(args) -> int:
 
 def add_parser(sub, parser_class) -> None:
     dsub = add_group(
-        sub, "data", "version datasets: snapshot, checkout, diff, status, list, log, verify, gc",
+        sub, "data", "version datasets: snapshot, checkout, diff, status, list, log, verify, gc, purge",
         "Version datasets in a content-addressed, deduplicated store. "
         "References: NAME:vN, NAME@latest, NAME (its latest), or a unique id prefix.",
         "data_command", parser_class)
@@ -146,6 +184,7 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("--name", "-n", required=True, help="dataset name (letters, digits, . _ -)")
     p.add_argument("--message", "-m", default=None, help="a note stored with the version")
     p.add_argument("--workers", type=int, default=None, help="reader threads (default: cores - 1)")
+    _add_key_options(p, create=True)
     add_common(p)
     p.set_defaults(func=cmd_snapshot)
 
@@ -156,6 +195,7 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("ref", help="version reference (NAME:vN, NAME@latest, NAME or an id prefix)")
     p.add_argument("dest", help="destination directory (created if missing)")
     p.add_argument("--path", action="append", help="restore only this file or directory (repeatable)")
+    _add_key_options(p)
     add_common(p)
     p.set_defaults(func=cmd_checkout)
 
@@ -168,6 +208,7 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("a", help="old side: version reference or ./directory")
     p.add_argument("b", help="new side: version reference or ./directory")
     p.add_argument("--exit-code", action="store_true", help="exit 1 if A and B differ")
+    _add_key_options(p)
     add_common(p)
     p.set_defaults(func=cmd_diff)
 
@@ -182,12 +223,14 @@ def add_parser(sub, parser_class) -> None:
                    help="dataset name or any version reference (default: see above)")
     p.add_argument("dir", nargs="?", default=".", help="working directory (default: .)")
     p.add_argument("--exit-code", action="store_true", help="exit 1 if DIR has changes")
+    _add_key_options(p)
     add_common(p)
     p.set_defaults(func=cmd_status)
 
     p = dsub.add_parser("list", help="every dataset with its latest version, size and date",
                         description="List every dataset of the store with its number of versions "
                         "and its latest version: size, files, when it was made and its message.")
+    _add_key_options(p)
     add_common(p)
     p.set_defaults(func=cmd_list)
 
@@ -195,6 +238,7 @@ def add_parser(sub, parser_class) -> None:
                         description="List the versions of dataset NAME, newest first, with who "
                         "made each one, where and when.")
     p.add_argument("name", help="dataset name")
+    _add_key_options(p)
     add_common(p)
     p.set_defaults(func=cmd_log)
 
@@ -206,6 +250,7 @@ def add_parser(sub, parser_class) -> None:
                         "intact versions. Exit 0 if the store is sound, 1 if not. A progress bar "
                         "(chunks) is drawn when stderr is a terminal.")
     p.add_argument("--sample", type=float, default=None, help="re-hash only this fraction of chunks")
+    _add_key_options(p)
     add_common(p)
     p.set_defaults(func=cmd_verify)
 
@@ -218,14 +263,33 @@ def add_parser(sub, parser_class) -> None:
                         "nothing, unless --wait lets it wait for them.")
     p.add_argument("--keep", action="append", default=None, help="keep this version (repeatable)")
     p.add_argument("--keep-last", type=int, default=None, help="keep the newest N versions of each dataset")
-    p.add_argument("--grace", type=float, default=3600.0,
-                   help="seconds; younger packs and temporaries are left alone (default 3600)")
+    p.add_argument("--grace", type=float, default=60.0,
+                   help="seconds; younger packs and temporaries are left alone (default 60)")
     p.add_argument("--wait", type=number_above(0, "a number of seconds >= 0", finite=True, or_equal=True),
                    default=0.0, metavar="SECONDS",
                    help="wait up to this long for snapshots and registrations in progress "
                    "(default 0: refuse at once)")
     p.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    _add_key_options(p)
     add_common(p)
     p.set_defaults(func=cmd_gc)
+
+    p = dsub.add_parser("purge", help="remove a version and every chunk only it used, now",
+                        description="For deletion requests: replace the version REF names by a "
+                        "tombstone (who, when, --reason; no content id), and rewrite the store's "
+                        "packs without the chunks no other version (dataset or model) uses, so its "
+                        "bytes are gone from the store's files (not from the disk's free blocks or "
+                        "from backups). Version numbers are never reused. Refuses (exit 1, busy) "
+                        "while a snapshot or registration of the store runs, unless --wait lets them "
+                        "finish. A purge that was killed is reported by verify; run it again.")
+    p.add_argument("ref", help="version reference (NAME:vN, NAME@latest, NAME, id prefix)")
+    p.add_argument("--reason", default=None, help="why (recorded in the tombstone)")
+    p.add_argument("--wait", type=number_above(0, "a number of seconds >= 0", finite=True,
+                                               or_equal=True), default=0.0, metavar="SECONDS",
+                   help="wait up to this long for writers of the store (default 0: refuse at once)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be removed, change nothing")
+    _add_key_options(p)
+    add_common(p)
+    p.set_defaults(func=cmd_purge)
 
 

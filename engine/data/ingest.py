@@ -126,7 +126,7 @@ def _walk(root: str, exclude: str | None) -> tuple[list[_Entry], list[str]]:
 def _read_file(e: _Entry, st: Store, sink) -> FileChunks:
     """Read one file of the walk through the pipeline into ``sink`` (anything with
     ``offer(ids, views)``; status and diff pass one that keeps nothing)."""
-    return read_file(e.abspath, sink, st.params)
+    return read_file(e.abspath, sink, st.params, key=st.id_key)  # keyed ids: encrypted store
 
 
 # ---------------------------------------------------------------------- snapshot

@@ -73,7 +73,7 @@ def all_versions(st: Store) -> list[Version]:
     return [v for n in st.list_names(KIND) for v in versions(st, n)]
 
 
-def gc(*, store=None, keep=None, keep_last: int | None = None, grace: float = 3600.0,
+def gc(*, store=None, keep=None, keep_last: int | None = None, grace: float = 60.0,
        repack_below: float = 0.5, dry_run: bool = False, wait: float = 0.0) -> GcReport:
     """Remove versions that are not kept, then chunks and packs no kept version references.
 
@@ -85,9 +85,10 @@ def gc(*, store=None, keep=None, keep_last: int | None = None, grace: float = 36
     keep_last : int, optional
         Keep the newest N versions of every dataset (N >= 1).
     grace : float
-        Seconds: packs and temporaries younger than this are never touched, so that
-        a snapshot running concurrently does not lose the packs it has not yet
-        committed a version for.
+        Seconds: packs and temporaries younger than this are never touched (default
+        60). Writers hold leases that gc honours, so this is only a margin for file
+        systems that show a new lock file late (NFS) and for writers of older
+        mlops-engine versions, which took no lease.
     repack_below : float
         A pack whose live bytes are below this fraction is rewritten with only its
         live chunks; a pack with none is deleted.

@@ -421,5 +421,5 @@ class RegistryViews:
         return verify(self, content, rehash)
 
     def gc(self, *, keep_last: int | None = None, keep_aliased: bool = True,
-           dry_run: bool = False, grace: float = 3600.0, wait: float = 0.0) -> dict:
+           dry_run: bool = False, grace: float = 60.0, wait: float = 0.0) -> dict:
         return gc(self, keep_last, keep_aliased, dry_run, grace, wait)

@@ -5,6 +5,7 @@ The store also owns its maintenance: :func:`collect` (gc, :mod:`.gc`) and
 the layers above (:mod:`.roots`).
 """
 
+from .crypto import StoreKeyError
 from .errors import (
     AmbiguousReference,
     PurgedVersion,
@@ -45,6 +46,7 @@ __all__ = [
     "StoreCorruption",
     "StoreError",
     "StoreFormatError",
+    "StoreKeyError",
     "UnknownVersion",
     "collect",
     "compress",

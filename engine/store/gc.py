@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .lease import gc_lock
-from .pack import compress, decompress, pack_key
+from .pack import pack_key
 from .roots import live_set, load_providers
 
 
@@ -55,7 +55,7 @@ def check_options(grace, repack_below=0.5) -> None:
         raise ValueError(f"repack_below must be a fraction in [0, 1], got {repack_below!r}")
 
 
-def collect(store, *, grace: float = 3600.0, repack_below: float = 0.5, dry_run: bool = False,
+def collect(store, *, grace: float = 60.0, repack_below: float = 0.5, dry_run: bool = False,
             report: GcReport | None = None, providers: dict | None = None,
             ignore: dict | None = None, wait: float = 0.0) -> GcReport:
     """Delete the packs whose chunks no live root uses; rewrite those mostly dead.
@@ -65,9 +65,10 @@ def collect(store, *, grace: float = 3600.0, repack_below: float = 0.5, dry_run:
     store : Store
         The store to sweep.
     grace : float
-        Seconds: packs and temporaries younger than this are never touched, so that
-        a writer running concurrently keeps the packs it has not yet committed a
-        version for.
+        Seconds: packs and temporaries younger than this are never touched (default
+        60). Writers hold leases that gc honours (:mod:`engine.store.lease`), so this
+        is only a margin for file systems that show a new lock file late (NFS) and
+        for writers of older mlops-engine versions, which took no lease.
     repack_below : float
         A pack whose live bytes are below this fraction is rewritten with only its
         live chunks; a pack with none is deleted.
@@ -147,11 +148,11 @@ def _sweep_packs(st, live: set, old_enough, repack_below, dry_run, rep: GcReport
                 if not dry_run:
                     pack = st.fs.read_bytes(pack_key(pid, "pack"))
                     for e in entries[alive]:
-                        off, n = int(e["offset"]), int(e["stored"])
-                        raw = decompress(int(e["codec"]), pack[off:off + n], int(e["raw"]),
-                                         st.max_chunk)
-                        codec, payload = compress(raw)
-                        writer.add(e["id"].tobytes(), int(e["raw"]), codec, payload)
+                        off, n, cid = int(e["offset"]), int(e["stored"]), e["id"].tobytes()
+                        # opened and sealed again (a fresh nonce in an encrypted store)
+                        raw = st.unseal(cid, int(e["codec"]), pack[off:off + n], int(e["raw"]))
+                        codec, payload = st.seal(cid, raw)
+                        writer.add(cid, int(e["raw"]), codec, payload)
             rep.packs_deleted += 0 if alive.any() else 1
             rep.bytes_freed += total - live_bytes
             to_delete.append(pid)

@@ -6,6 +6,10 @@ stored payload. The index beside a pack lists every record sorted by chunk id,
 in fixed 56-byte entries, and ends with a BLAKE3 of all bytes before it. A pack
 counts as published only once its index exists. A pack with no index is garbage
 from a crashed writer, and ``gc`` removes it.
+
+The layouts are the same in an encrypted store (docs/encryption.md); there each
+payload is sealed by ``Store.seal`` before it reaches :class:`PackWriter` (stored
+length = compressed length + 28), and ``codec`` is the compression under the seal.
 """
 
 from __future__ import annotations

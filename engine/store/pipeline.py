@@ -19,14 +19,16 @@ The stages, and why each is built the way it is:
 
 * cut: ``kernels.cdc.Chunker`` finds boundaries block by block, releasing the GIL.
   A chunk that spans two blocks is carried over, and that is the only copy made.
-* hash: BLAKE3-256 per chunk, which releases the GIL. One stream (``chunk_bytes``,
+* hash: BLAKE3-256 per chunk (keyed by the store's id key in an encrypted store:
+  ``key=``, or the sink's ``id_key``), which releases the GIL. One stream (``chunk_bytes``,
   ``chunk_file``, a large ``put_bytes``) hashes each block on a thread pool while
   the next block is cut. A snapshot already reads one file per thread, so there
   the reading thread hashes.
 * dedup: one batched index lookup per block (``ChunkIndex.contains``), plus the set
   of chunks this write has already packed (``ChunkSink.pending``).
 * compress: lz4 first as a cheap probe, zstd only where lz4 saves 10%
-  (:func:`.pack.compress`).
+  (:func:`.pack.compress`); in an encrypted store then sealed with AES-256-GCM
+  (``Store.seal``).
 * pack: ``PackWriter`` appends the record. A background thread fsyncs and
   publishes each full pack while the next one fills. Nothing is visible to
   readers before :meth:`ChunkSink.close`.
@@ -135,29 +137,45 @@ def split_block(carry: bytes, block: memoryview, block_start: int, cuts: np.ndar
     return views, carry
 
 
-def _hash_offer(views: list, sink) -> list[bytes]:
-    """Hash each chunk view, then hand the block's chunks to ``sink`` (if any)."""
-    ids = [blake3.blake3(v).digest() for v in views]
+def _id_key(key: bytes | None, sink) -> bytes | None:
+    """The chunk id key: ``key`` if given, else the sink's (its store's), else None."""
+    if key is not None:
+        if not isinstance(key, bytes) or len(key) != ID_SIZE:
+            raise ValueError(f"key must be {ID_SIZE} bytes (a store's id_key), got {key!r:.40}")
+        return key
+    return getattr(sink, "id_key", None)
+
+
+def _hash_offer(views: list, sink, key: bytes | None = None) -> list[bytes]:
+    """Hash each chunk view (keyed BLAKE3 with ``key``), then hand the block's chunks to
+    ``sink`` (if any)."""
+    if key is None:
+        ids = [blake3.blake3(v).digest() for v in views]
+    else:
+        ids = [blake3.blake3(v, key=key).digest() for v in views]
     if sink is not None:
         sink.offer(ids, views)  # consumes the views: a reused read buffer may follow
     return ids
 
 
-def _hash_span(mv: memoryview, start: int, cuts: np.ndarray, sink) -> list[bytes]:
+def _hash_span(mv: memoryview, start: int, cuts: np.ndarray, sink,
+               key: bytes | None = None) -> list[bytes]:
     """``_hash_offer`` of the chunks of ``mv`` from ``start`` to each of ``cuts``."""
     b = cuts.tolist()
-    return _hash_offer([mv[p:c] for p, c in zip([start, *b[:-1]], b)], sink)
+    return _hash_offer([mv[p:c] for p, c in zip([start, *b[:-1]], b)], sink, key)
 
 
 def _cut_buffer(mv: memoryview, chunker: Chunker, block_size: int, workers: int | None,
-                sink, backend: str | None = None) -> tuple[np.ndarray, list[bytes]]:
+                sink, backend: str | None = None, key: bytes | None = None
+                ) -> tuple[np.ndarray, list[bytes]]:
     """(chunk end offsets, chunk ids) of a buffer in memory; no byte of it is copied."""
+    key = _id_key(key, sink)
     n = len(mv)
     if n <= block_size:  # one block: hash it here, no thread start-up (manifests, small blobs)
         if n == 0:
             return np.empty(0, dtype=np.int64), []
         cuts = np.concatenate([chunker.update(mv), chunker.finish()])
-        return cuts, _hash_span(mv, 0, cuts, sink)
+        return cuts, _hash_span(mv, 0, cuts, sink, key)
     futures: list[Future] = []
     ends = []
     prev = 0
@@ -171,7 +189,7 @@ def _cut_buffer(mv: memoryview, chunker: Chunker, block_size: int, workers: int 
             cuts = cut_points(mv, chunker.params, backend=backend, executor=pool)
             split = np.unique(np.searchsorted(cuts, np.arange(block_size, n, block_size)))
             for seg in np.split(cuts, split[(split > 0) & (split < len(cuts))]):
-                futures.append(pool.submit(_hash_span, mv, prev, seg, sink))
+                futures.append(pool.submit(_hash_span, mv, prev, seg, sink, key))
                 prev = int(seg[-1])
             ids: list[bytes] = []
             for fut in futures:
@@ -182,7 +200,7 @@ def _cut_buffer(mv: memoryview, chunker: Chunker, block_size: int, workers: int 
             if lo + block_size >= n:
                 cuts = np.concatenate([cuts, chunker.finish()])
             if len(cuts):
-                futures.append(pool.submit(_hash_span, mv, prev, cuts, sink))
+                futures.append(pool.submit(_hash_span, mv, prev, cuts, sink, key))
                 ends.append(cuts)
                 prev = int(cuts[-1])
         ids: list[bytes] = []
@@ -196,13 +214,15 @@ class _Stream:
 
     With ``pool``, blocks are hashed there while the next one is read, so every block
     must be a fresh buffer. Without it they are hashed (and offered) before
-    :meth:`update` returns, so the caller may reuse its buffer.
+    :meth:`update` returns, so the caller may reuse its buffer. ``key``: keyed ids
+    (default: the sink's ``id_key``).
     """
 
     def __init__(self, params: CdcParams, sink=None, pool: ThreadPoolExecutor | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, key: bytes | None = None):
         self.chunker = Chunker(params, backend)
         self.sink = sink
+        self.key = _id_key(key, sink)
         self.pool = pool
         self.carry = b""  # bytes of the chunk in progress, from earlier blocks
         self.ends: list[np.ndarray] = []
@@ -228,9 +248,9 @@ class _Stream:
         self.ends.append(cuts)
         self.lengths += map(len, views)
         if self.pool is None:
-            self.ids += _hash_offer(views, self.sink)
+            self.ids += _hash_offer(views, self.sink, self.key)
         else:
-            self.futures.append(self.pool.submit(_hash_offer, views, self.sink))
+            self.futures.append(self.pool.submit(_hash_offer, views, self.sink, self.key))
 
 
 def _lengths(ends: np.ndarray) -> list[int]:
@@ -244,7 +264,8 @@ def file_id(chunks) -> bytes:
 
     ``chunks`` is what ``chunk_bytes``/``chunk_file`` return (Arrow or NumPy), or an
     iterable of ``(chunk id bytes, length)`` pairs. This is the only implementation of
-    the record layout; snapshot, checkout and the registry call it too.
+    the record layout; snapshot, checkout and the registry call it too. It is not keyed:
+    in an encrypted store the chunk ids it covers are, so it confirms nothing either.
 
     Examples
     --------
@@ -305,7 +326,8 @@ def _check_positive(name: str, value) -> int:
 
 
 def chunk_bytes(buf, params: CdcParams | None = None, *, backend: str | None = None,
-                workers: int | None = None, block_size: int = BLOCK_SIZE, output: str = "arrow"):
+                workers: int | None = None, block_size: int = BLOCK_SIZE, output: str = "arrow",
+                key: bytes | None = None):
     """Split ``buf`` into content-defined chunks and hash each one.
 
     Parameters
@@ -323,6 +345,8 @@ def chunk_bytes(buf, params: CdcParams | None = None, *, backend: str | None = N
     output : {"arrow", "numpy"}
         A ``pyarrow.Table`` or a structured array with fields
         ``offset``, ``length`` (int64) and ``id`` (32 bytes).
+    key : bytes, optional
+        32 bytes: keyed BLAKE3 ids, as an encrypted store computes them (its ``id_key``).
 
     Examples
     --------
@@ -335,7 +359,7 @@ def chunk_bytes(buf, params: CdcParams | None = None, *, backend: str | None = N
     block_size = _check_positive("block_size", block_size)
     mv = as_byte_view(buf)
     ends, ids = _cut_buffer(mv, Chunker(params or CdcParams(), backend), block_size, workers, None,
-                            backend)
+                            backend, key)
     return _result(ends, b"".join(ids), output)
 
 
@@ -356,8 +380,9 @@ def _open_regular(path) -> tuple[str, int]:
 
 def chunk_file(path, params: CdcParams | None = None, *, backend: str | None = None,
                workers: int | None = None, block_size: int = BLOCK_SIZE, output: str = "arrow",
-               progress: bool | None = False):
-    """Chunk and hash a file read in blocks; same result as ``chunk_bytes`` of its contents.
+               progress: bool | None = False, key: bytes | None = None):
+    """Chunk and hash a file read in blocks; same result as ``chunk_bytes`` of its contents
+    (``key``: keyed ids, see :func:`chunk_bytes`).
 
     The file is read ``block_size`` bytes at a time, so memory stays bounded
     for files of any size. ``progress=None`` shows a bar when stderr is a TTY.
@@ -378,7 +403,7 @@ def chunk_file(path, params: CdcParams | None = None, *, backend: str | None = N
     p, size = _open_regular(path)
     with open(p, "rb", buffering=0) as f, ThreadPoolExecutor(workers) as pool, \
             Progress(size, os.path.basename(p), enabled=progress) as bar:
-        s = _Stream(params or CdcParams(), None, pool, backend)
+        s = _Stream(params or CdcParams(), None, pool, backend, key)
         while block := f.read(block_size):  # a fresh buffer each time: the pool holds views
             s.update(memoryview(block))
             bar.advance(len(block))
@@ -455,8 +480,8 @@ def _open_nofollow(path: str) -> int:
         raise
 
 
-def read_file(path: str, sink=None, params: CdcParams | None = None, *, tries: int = 3
-              ) -> FileChunks:
+def read_file(path: str, sink=None, params: CdcParams | None = None, *, tries: int = 3,
+              key: bytes | None = None) -> FileChunks:
     """Read one file in blocks in this thread; cut, hash and hand its chunks to ``sink``.
 
     The file is stat-ed before and after it is read (through the descriptor and by
@@ -472,6 +497,9 @@ def read_file(path: str, sink=None, params: CdcParams | None = None, *, tries: i
         Where each block's chunks go; ``None`` hashes only.
     params : CdcParams, optional
         Chunk sizes (the store's, ``Store.params``).
+    key : bytes, optional
+        The chunk id key (the store's ``Store.id_key``); default the sink's ``id_key``,
+        else plain BLAKE3-256.
 
     Examples
     --------
@@ -482,6 +510,7 @@ def read_file(path: str, sink=None, params: CdcParams | None = None, *, tries: i
     100
     """
     params = params or CdcParams()
+    key = _id_key(key, sink)
     for _ in range(tries):
         fd = _open_nofollow(path)
         with os.fdopen(fd, "rb", buffering=0) as f:
@@ -492,9 +521,9 @@ def read_file(path: str, sink=None, params: CdcParams | None = None, *, tries: i
                 # One chunk whatever the bytes (no cut falls before min_size): a small file
                 # skips the chunker, which costs more than hashing it.
                 total = f.readinto(buf[:st0.st_size])
-                ids, lengths = _hash_offer([buf[:total]], sink), [total]
+                ids, lengths = _hash_offer([buf[:total]], sink, key), [total]
             else:
-                s = _Stream(params, sink)
+                s = _Stream(params, sink, key=key)
                 total = 0
                 # Read no further than the size seen at open: a file that grows while it
                 # is read (a live log) must not keep this loop going; the stat check below
@@ -655,6 +684,10 @@ class ChunkSink:
         self.store = store
         store.require_intact()  # no chunk is written into a store with a damaged pack index
         self.writer = store.writer(parallel=parallel) if writer is None else writer
+        #: the store's chunk id key (None: plain ids): the pipeline hashes with it
+        self.id_key: bytes | None = store.id_key
+        #: seals compressed payloads (``Store.seal_payload``) in an encrypted store
+        self._seal = store.seal_payload if store.encrypted else None
         self.pending: set[bytes] = set() if pending is None else pending
         self.new_bytes = 0  # raw bytes of the chunks this sink packed
         self._lock = threading.Lock()
@@ -672,6 +705,8 @@ class ChunkSink:
                     continue
                 self.pending.add(cid)
             codec, payload = compress(view)
+            if self._seal is not None:
+                payload = self._seal(cid, codec, len(view), payload)
             self.writer.add(cid, len(view), codec, payload)
             with self._lock:
                 self.new_bytes += len(view)

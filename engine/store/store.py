@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hmac
 import json
 import os
 import re
@@ -15,19 +16,28 @@ import numpy as np
 
 from ..env import current as current_env
 from ..kernels.cdc import CdcParams
+from . import crypto
+from .crypto import OVERHEAD
 from .errors import StoreCorruption, StoreError, StoreFormatError, UnknownVersion
 from .fs import LocalFS, open_fs
 from .pack import (
     ENTRY_DTYPE,
     PackWriter,
     ParallelPackWriter,
+    compress,
     decode_index,
     decompress,
     pack_key,
 )
 from .pipeline import ChunkSink
 
-FORMAT_VERSION = 1
+#: The newest store format this mlops-engine reads. A plain store is written with
+#: format_version 1 (unchanged); an encrypted one with 2, which older readers refuse.
+FORMAT_VERSION = 2
+PLAIN_FORMAT_VERSION = 1
+ENCRYPTED_FORMAT_VERSION = 2
+#: The newest version record format this mlops-engine reads.
+RECORD_FORMAT_VERSION = 1
 CONFIG_KEY = "config.json"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -209,6 +219,17 @@ class Store:
         Chunk sizes of a new store (fixed for its lifetime, so that versions dedup).
     pack_max_bytes : int
         Pack size limit of a new store (default 64 MiB).
+    encrypt : bool, optional
+        ``True``: create the store encrypted (docs/encryption.md); chunks and manifests
+        are then sealed with AES-256-GCM and chunk ids are keyed BLAKE3. Encryption is
+        chosen at creation: ``True`` for an existing plain store (or ``False`` for an
+        encrypted one) is refused. Default: as the store is; a new store is plain.
+    key : bytes or str, optional
+        The key of an encrypted store: 32 bytes or 64 hex digits. Default: from
+        ``key_file``, else ``$MLOPS_KEY_FILE``, else ``$MLOPS_KEY``. Never written
+        into the store.
+    key_file : str or os.PathLike, optional
+        A file holding the key (64 hex digits or 32 raw bytes, ``chmod 600``).
 
     Examples
     --------
@@ -219,7 +240,8 @@ class Store:
     """
 
     def __init__(self, root=None, create: bool = True, params: CdcParams | None = None,
-                 pack_max_bytes: int = 64 << 20):
+                 pack_max_bytes: int = 64 << 20, *, encrypt: bool | None = None, key=None,
+                 key_file=None):
         from .. import config
 
         if isinstance(root, Store):
@@ -233,14 +255,23 @@ class Store:
                 raise FileNotFoundError(f"no store at {self.root!r} (create it with a snapshot)")
             if isinstance(pack_max_bytes, bool) or not isinstance(pack_max_bytes, int) or pack_max_bytes < 1024:
                 raise ValueError(f"pack_max_bytes must be an integer >= 1024, got {pack_max_bytes!r}")
-            self._create(params or CdcParams(), pack_max_bytes)
+            cipher = None
+            if encrypt:  # the key first: no key, no store
+                cipher = self._cipher(key, key_file)
+            self._create(params or CdcParams(), pack_max_bytes, cipher)
         self.config = self._read_config()
+        #: :class:`.crypto.StoreCipher` of an encrypted store, None for a plain one
+        self.cipher = self._open_encryption(encrypt, key, key_file)
+        #: the BLAKE3 key of chunk ids (None: plain BLAKE3-256, a plain store)
+        self.id_key: bytes | None = None if self.cipher is None else self.cipher.id_key
         c = self.config["chunking"]
         self.params = CdcParams(c["avg_size"], c["min_size"], c["max_size"])
         self.pack_max_bytes = int(self.config.get("pack_max_bytes", 64 << 20))
         #: No stored chunk is larger (data chunks and metadata blobs): lengths read from
         #: disk are held to it before anything is allocated.
         self.max_chunk = max(self.params.max_size, config.META_CHUNK_MAX_SIZE)
+        #: No stored payload is larger: the largest chunk, plus nonce and tag if sealed.
+        self.max_stored = self.max_chunk + (0 if self.cipher is None else OVERHEAD)
         self._index: ChunkIndex | None = None
         #: pack id -> why its index is unreadable (filled when the index is loaded)
         self.damaged: dict[str, str] = {}
@@ -248,19 +279,23 @@ class Store:
         self._fd_lock = threading.Lock()
 
     # ------------------------------------------------------------------ config
-    def _create(self, params: CdcParams, pack_max_bytes: int) -> None:
+    def _create(self, params: CdcParams, pack_max_bytes: int, cipher=None) -> None:
         from ..kernels.gear import GEAR_CONTEXT
 
         cfg = {
             "format": "mlops-engine store",
-            "format_version": FORMAT_VERSION,
+            "format_version": PLAIN_FORMAT_VERSION if cipher is None else ENCRYPTED_FORMAT_VERSION,
             "created": now_iso(),
             "chunking": {"algorithm": "gear-cdc", "gear": GEAR_CONTEXT,
                          "avg_size": params.avg_size, "min_size": params.min_size,
                          "max_size": params.max_size},
-            "hash": "blake3-256",
+            "hash": "blake3-256" if cipher is None else crypto.ID_HASH,
             "pack_max_bytes": pack_max_bytes,
         }
+        if cipher is not None:
+            cfg["encryption"] = {"algorithm": crypto.ALGORITHM, "id_hash": crypto.ID_HASH,
+                                 "kdf": crypto.KDF, "nonce_size": crypto.NONCE_SIZE,
+                                 "tag_size": crypto.TAG_SIZE, "key_check": cipher.key_check}
         self.fs.makedirs("")
         self.fs.create_exclusive(CONFIG_KEY, json.dumps(cfg, indent=1).encode())
 
@@ -277,7 +312,89 @@ class Store:
                 f"store {self.root!r} has format_version {v}, newer than this mlops-engine "
                 f"supports ({FORMAT_VERSION}); upgrade mlops-engine"
             )
+        if (v >= ENCRYPTED_FORMAT_VERSION) != ("encryption" in cfg):
+            raise StoreFormatError(
+                f"{self.root}/{CONFIG_KEY} has format_version {v} "
+                f"{'without' if v >= ENCRYPTED_FORMAT_VERSION else 'with'} an encryption section: "
+                "it is damaged or was edited")
         return cfg
+
+    # ------------------------------------------------------------------ encryption
+    def _cipher(self, key, key_file) -> crypto.StoreCipher:
+        """The cipher of the key given or found in the environment (refused if none)."""
+        k = crypto.load_key(key, key_file, store_root=self.root if self.fs.local else None)
+        if k is None:
+            raise crypto.StoreKeyError(crypto.no_key_message(self.root))
+        return crypto.StoreCipher(k)
+
+    def _open_encryption(self, encrypt, key, key_file):
+        enc = self.config.get("encryption")
+        if enc is None:
+            if encrypt:
+                raise StoreError(f"store {self.root!r} exists and is not encrypted; encryption is "
+                                 "chosen when a store is created (snapshot into a new store)")
+            if key is not None or key_file is not None:
+                raise StoreError(f"a key was given, but store {self.root!r} is not encrypted")
+            return None
+        if encrypt is False:
+            raise StoreError(f"store {self.root!r} is encrypted (encrypt=False was given)")
+        if not isinstance(enc, dict):
+            raise StoreFormatError(f"{self.root}/{CONFIG_KEY}: its encryption section is not an "
+                                   "object: it is damaged or was edited")
+        if enc.get("algorithm") != crypto.ALGORITHM or enc.get("id_hash") != crypto.ID_HASH \
+                or enc.get("kdf") != crypto.KDF:
+            raise StoreFormatError(
+                f"store {self.root!r} is encrypted with {enc.get('algorithm')!r}, ids "
+                f"{enc.get('id_hash')!r}, key derivation {enc.get('kdf')!r}; this mlops-engine "
+                f"supports {crypto.ALGORITHM}, {crypto.ID_HASH}, {crypto.KDF}")
+        cipher = self._cipher(key, key_file)
+        if not hmac.compare_digest(cipher.key_check, str(enc.get("key_check"))):
+            raise crypto.StoreKeyError(
+                f"wrong key for store {self.root!r}: the key given (key=, key_file=, "
+                f"${crypto.ENV_KEY_FILE} or ${crypto.ENV_KEY}) does not match the store's key "
+                "check value")
+        return cipher
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether chunks and manifests are sealed (docs/encryption.md)."""
+        return self.cipher is not None
+
+    def chunk_id(self, data) -> bytes:
+        """The id of a chunk's bytes in this store: BLAKE3-256, keyed if encrypted."""
+        if self.id_key is None:
+            return blake3.blake3(data).digest()
+        return blake3.blake3(data, key=self.id_key).digest()
+
+    def seal(self, chunk_id: bytes, raw) -> tuple[int, bytes]:
+        """``(codec, payload)`` to store for the chunk ``raw`` of id ``chunk_id``: compressed
+        when that pays, then, in an encrypted store, sealed with AES-256-GCM. Every writer
+        of chunk payloads (the pipeline, gc's repack) goes through here."""
+        codec, payload = compress(raw)
+        return codec, self.seal_payload(chunk_id, codec, len(raw), payload)
+
+    def seal_payload(self, chunk_id: bytes, codec: int, raw_len: int, payload):
+        """The compressed ``payload`` as stored: itself in a plain store, sealed (``nonce ||
+        ciphertext || tag``, bound to id, codec and raw length) in an encrypted one."""
+        if self.cipher is None:
+            return payload
+        return self.cipher.seal(chunk_id, codec, raw_len, payload)
+
+    def unseal(self, chunk_id: bytes, codec: int, payload, raw_len: int) -> bytes:
+        """The raw bytes of a stored payload (the inverse of :meth:`seal`). Lengths from
+        disk are held to the store's bounds first; :class:`StoreCorruption` (without the
+        chunk's name: callers add where it lies) if it does not decrypt or decompress."""
+        if raw_len > self.max_chunk or len(payload) > self.max_stored:
+            raise StoreCorruption(f"it claims {max(raw_len, len(payload))} bytes, more than the "
+                                  f"store's largest chunk ({self.max_chunk} bytes)")
+        if self.cipher is not None:
+            payload = self.cipher.open(chunk_id, codec, raw_len, payload)
+        try:
+            return decompress(codec, payload, raw_len, self.max_chunk)
+        except StoreCorruption:
+            raise
+        except Exception as exc:
+            raise StoreCorruption(f"it does not decompress: {exc}") from None
 
     # ------------------------------------------------------------------ index
     def pack_ids(self) -> list[str]:
@@ -389,21 +506,19 @@ class Store:
         """The bytes of a stored chunk, checked against its id."""
         if ref is None:
             ref = self.locate(chunk_id)
-        if ref.stored > self.max_chunk or ref.raw > self.max_chunk:
+        if ref.stored > self.max_stored or ref.raw > self.max_chunk:
             raise StoreCorruption(
                 f"chunk {chunk_id.hex()} in pack {ref.pack_id}: its index entry claims "
                 f"{max(ref.raw, ref.stored)} bytes, more than the store's largest chunk "
                 f"({self.max_chunk} bytes); run `mlops data verify`")
         payload = self._pread(ref.pack_id, ref.offset, ref.stored)
         try:
-            raw = decompress(ref.codec, payload, ref.raw, self.max_chunk)
-        except StoreCorruption:
-            raise
-        except Exception as exc:
+            raw = self.unseal(chunk_id, ref.codec, payload, ref.raw)
+        except StoreCorruption as exc:
             raise StoreCorruption(
-                f"chunk {chunk_id.hex()} in pack {ref.pack_id} does not decompress: {exc}"
-            ) from None
-        if verify and (len(raw) != ref.raw or blake3.blake3(raw).digest() != chunk_id):
+                f"chunk {chunk_id.hex()} in pack {ref.pack_id} (offset {ref.offset}) is "
+                f"corrupted: {exc}; run `mlops data verify`") from None
+        if verify and (len(raw) != ref.raw or self.chunk_id(raw) != chunk_id):
             raise StoreCorruption(
                 f"chunk {chunk_id.hex()} in pack {ref.pack_id} (offset {ref.offset}) is corrupted: "
                 "its bytes do not hash to its id; run `mlops data verify`"
@@ -471,10 +586,10 @@ class Store:
         except ValueError as exc:
             raise StoreCorruption(f"version record {key} is not valid JSON: {exc}") from None
         v = rec.get("format_version", 0)
-        if v > FORMAT_VERSION:
+        if v > RECORD_FORMAT_VERSION:
             raise StoreFormatError(
                 f"version record {key} has format_version {v}, newer than this mlops-engine "
-                f"supports ({FORMAT_VERSION}); upgrade mlops-engine"
+                f"supports ({RECORD_FORMAT_VERSION}); upgrade mlops-engine"
             )
         return rec
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import blake3
 
 from ..progress import Progress
-from .errors import StoreError
+from .errors import StoreCorruption, StoreError
 from .pack import HEADER, PACK_MAGIC, RECORD, decode_index, decompress, pack_key
 from .roots import live_chunks
 
@@ -46,9 +46,11 @@ def _indexes(st, problems: list) -> list[tuple[str, object]]:
     return out
 
 
-def check_chunk(pack: bytes, entry, limit: int | None = None) -> str | None:
+def check_chunk(pack: bytes, entry, limit: int | None = None, *, store=None) -> str | None:
     """Why the chunk of index entry ``entry`` is damaged in the bytes ``pack``, or None
-    (``limit``: the store's largest chunk, see ``Store.max_chunk``)."""
+    (``limit``: the store's largest chunk, see ``Store.max_chunk``). With ``store``, its
+    payloads are opened and its ids computed as that store does (an encrypted store's
+    are sealed and keyed: a damaged sealed payload fails its AES-GCM tag)."""
     cid = entry["id"].tobytes()
     off, stored = int(entry["offset"]), int(entry["stored"])
     raw, codec = int(entry["raw"]), int(entry["codec"])
@@ -56,8 +58,17 @@ def check_chunk(pack: bytes, entry, limit: int | None = None) -> str | None:
         return "record lies outside the pack (truncated pack?)"
     if RECORD.unpack_from(pack, off - RECORD.size) != (cid, codec, raw, stored):
         return "record header does not match the index"
+    payload = memoryview(pack)[off:off + stored]
+    if store is not None:
+        try:
+            data = store.unseal(cid, codec, payload, raw)
+        except StoreCorruption as exc:
+            return str(exc)
+        if len(data) != raw or store.chunk_id(data) != cid:
+            return "bytes do not hash to the chunk id"
+        return None
     try:
-        data = decompress(codec, pack[off:off + stored], raw, limit)
+        data = decompress(codec, bytes(payload), raw, limit)
     except Exception as exc:  # any codec failure is damage to report, not a crash
         return f"does not decompress ({exc})"
     if len(data) != raw or blake3.blake3(data).digest() != cid:
@@ -125,7 +136,7 @@ def verify_store(store, *, sample: float | None = None, seed: int | None = None,
                     continue
                 rep.chunks_checked += 1
                 rep.bytes_checked += int(e["raw"])
-                detail = check_chunk(pack, e, store.max_chunk)
+                detail = check_chunk(pack, e, store.max_chunk, store=store)
                 if detail:
                     bad_chunks[cid] = {"problem": "chunk corrupted", "pack": pid,
                                        "path": store.fs.path(pkey), "chunk": cid.hex(),
