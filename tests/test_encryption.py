@@ -535,3 +535,18 @@ def test_same_tree_gives_the_golden_encrypted_ids_today(tmp_path):
     assert D.snapshot(src, "again", store=st).id == ENC_V1_ID
     golden_plain.tree_v2(str(src))
     assert D.snapshot(src, "again", store=st).id == ENC_V2_ID
+
+
+def test_a_store_made_again_at_the_same_path_with_another_key_gets_its_own_stat_cache(tree,
+                                                                                      tmp_path):
+    from engine.data.statcache import StatCache
+
+    root = tmp_path / "s"
+    D.snapshot(tree, "ds", store=Store(root, encrypt=True, key=KEY))
+    first = StatCache(Store(root, key=KEY), str(tree)).key
+    shutil.rmtree(root)
+    other = bytes(range(1, 33))
+    D.snapshot(tree, "ds", store=Store(root, encrypt=True, key=other))
+    assert StatCache(Store(root, key=other), str(tree)).key != first
+    d = D.status("ds", tree, store=Store(root, key=other))
+    assert d.identical, d.to_dict()  # ids from the other key's cache would all differ

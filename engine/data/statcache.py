@@ -48,8 +48,12 @@ SCHEMA = pa.schema([
 ])
 
 
-def _cache_fs(store_root: str, source: str) -> tuple[LocalFS, str]:
-    h = hashlib.sha256(f"{socket.gethostname()}\0{store_root}\0{source}".encode()).hexdigest()[:32]
+def _cache_fs(store_root: str, source: str, identity: str = "") -> tuple[LocalFS, str]:
+    """The cache file of ``source`` for one store. ``identity`` tells apart stores made at
+    the same path (its creation time, and an encrypted store's key check): a store deleted
+    and made again, or re-made with another key (other chunk ids), gets a cache of its own."""
+    h = hashlib.sha256(f"{socket.gethostname()}\0{store_root}\0{source}\0{identity}"
+                       .encode()).hexdigest()[:32]
     return LocalFS(os.path.join(config.cache_dir(), "stat")), f"{h}.arrow"
 
 
@@ -150,7 +154,10 @@ class StatCache:
         self.tree: dict | None = None  # the manifest the cached rows made, if none was racy
         self._table: pa.Table | None = None
         self._entries: dict[str, tuple] | None = None
-        self.fs, self.key = _cache_fs(str(store.root), source)
+        enc = store.config.get("encryption")
+        identity = f"{store.config.get('created', '')}" + (
+            f"\0{enc.get('key_check', '')}" if isinstance(enc, dict) else "")
+        self.fs, self.key = _cache_fs(str(store.root), source, identity)
         self._load()
 
     def _load(self) -> None:
