@@ -18,6 +18,7 @@ from .errors import (
 from .lease import gc_lock, write_lease
 from .pack import CODEC_NAMES, PackWriter, compress, decompress
 from .roots import RootProviderError, register_root_provider
+from .s3 import ConditionalWriteUnsupported
 from .store import ChunkIndex, Store
 
 # Maintenance is loaded on first use: a process that only reads or writes (a cold
@@ -36,6 +37,7 @@ __all__ = [
     "CODEC_NAMES",
     "AmbiguousReference",
     "ChunkIndex",
+    "ConditionalWriteUnsupported",
     "GcReport",
     "PackWriter",
     "PurgedVersion",

@@ -12,8 +12,9 @@ Two implementations share one interface:
   published in it.
 * :class:`ArrowFS` for any other ``pyarrow.fs`` URI (``s3://``, ``gs://``, ...).
   An object store's PUT is atomic by itself. Put-if-absent there needs a conditional
-  PUT, which ``pyarrow.fs`` does not offer, so it is a check then a write; see
-  docs/architecture.md.
+  PUT, which ``pyarrow.fs`` does not offer: on S3 it is sent through boto3
+  (:mod:`.s3`, ``If-None-Match: *``), and where it cannot be sent the store refuses
+  to write rather than race; see docs/object-storage.md.
 
 Paths are POSIX-style keys relative to the store root.
 """
@@ -337,13 +338,36 @@ class LocalFS:
 
 
 class ArrowFS:
-    """The store's files on any ``pyarrow.fs`` file system (S3, GCS, HDFS, ...)."""
+    """The store's files on any ``pyarrow.fs`` file system (S3, GCS, HDFS, ...).
+
+    On an object store (S3, GCS, Azure Blob) a PUT is atomic by itself and a
+    "directory" is only a key prefix: :meth:`write_atomic` is one PUT of the object
+    (no temporary to copy and delete) and :meth:`makedirs` makes nothing. Put-if-absent
+    (:meth:`create_exclusive`) is a conditional PUT on S3 (:mod:`.s3`, through boto3),
+    a hard link on pyarrow's local file system, and a refusal anywhere else, never a
+    check then a write (see docs/object-storage.md).
+    """
 
     local = False
+    #: ``pyarrow.fs`` type names of object stores: atomic PUTs, no directories
+    OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})
 
     def __init__(self, filesystem, base: str):
         self.fs = filesystem
         self.root = base.rstrip("/")
+        under, _ = self.underlying()
+        #: True on S3, GCS, Azure: a PUT is atomic, directories are key prefixes
+        self.object_store = under.type_name in self.OBJECT_STORES
+        self._exclusive = None  # the put-if-absent of this file system, made on first use
+
+    def underlying(self):
+        """``(file system, path prefix)`` beneath any ``SubTreeFileSystem`` wrappers: a
+        path ``p`` of :attr:`fs` is ``prefix + p`` there."""
+        fs, prefix = self.fs, ""
+        while fs.type_name == "subtree":
+            prefix = fs.base_path.rstrip("/") + "/" + prefix
+            fs = fs.base_fs
+        return fs, prefix
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else self.root
@@ -351,13 +375,22 @@ class ArrowFS:
     def fsync_dir(self, key: str) -> None:  # object stores are durable on PUT
         pass
 
-    def makedirs(self, key: str, durable: bool = True) -> None:  # object stores: no directories to sync
-        self.fs.create_dir(self.path(key), recursive=True)
+    def makedirs(self, key: str, durable: bool = True) -> None:
+        if not self.object_store:  # an object store has no directories to make
+            self.fs.create_dir(self.path(key), recursive=True)
 
     def exists(self, key: str) -> bool:
         from pyarrow.fs import FileType
 
         return self.fs.get_file_info(self.path(key)).type != FileType.NotFound
+
+    def _info(self, key: str):
+        from pyarrow.fs import FileType
+
+        info = self.fs.get_file_info(self.path(key))
+        if info.type == FileType.NotFound:  # as os.stat: lease checks rely on it
+            raise FileNotFoundError(f"no such file: {self.path(key)!r}")
+        return info
 
     def read_bytes(self, key: str) -> bytes:
         with self.fs.open_input_stream(self.path(key)) as f:
@@ -368,12 +401,17 @@ class ArrowFS:
             return f.read_at(length, offset)
 
     def size(self, key: str) -> int:
-        return self.fs.get_file_info(self.path(key)).size
+        return self._info(key).size
 
     def mtime(self, key: str) -> float:
-        return self.fs.get_file_info(self.path(key)).mtime.timestamp()
+        return self._info(key).mtime.timestamp()
 
     def write_atomic(self, key: str, data: bytes, fsync: bool = True) -> None:
+        """Publish ``data`` under ``key``, replacing any old content atomically."""
+        if self.object_store:  # a PUT replaces an object whole: readers see old or new
+            with self.fs.open_output_stream(self.path(key)) as f:
+                f.write(data)
+            return
         self.makedirs(key.rpartition("/")[0])
         tmp = self.path(_tmp_name(key))
         with self.fs.open_output_stream(tmp) as f:
@@ -381,12 +419,42 @@ class ArrowFS:
         self.fs.move(tmp, self.path(key))
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
-        if self.exists(key):
-            return False
-        self.write_atomic(key, data)
-        return True
+        """Put-if-absent: publish ``data`` under ``key`` only if nothing has that name;
+        False (nothing changed) if something has.
+
+        S3: one ``PutObject`` with ``If-None-Match: *`` through boto3 (:mod:`.s3`), which
+        refuses with :class:`~engine.store.s3.ConditionalWriteUnsupported` where the
+        server ignores the header or boto3 is missing. pyarrow's local file system: the
+        hard link of :class:`LocalFS`. Any other file system: that refusal, because a
+        check then a write would let two writers both take one commit number.
+        """
+        if self._exclusive is None:
+            self._exclusive = self._put_if_absent()
+        return self._exclusive(key, data)
+
+    def _put_if_absent(self):
+        from pyarrow.fs import LocalFileSystem, S3FileSystem
+
+        under, prefix = self.underlying()
+        if isinstance(under, S3FileSystem):
+            from .s3 import ConditionalPut
+
+            put = ConditionalPut(under, prefix + self.root.lstrip("/"))
+            return lambda key, data: put.put(prefix + self.path(key).lstrip("/"), data)
+        if isinstance(under, LocalFileSystem):
+            return LocalFS(prefix + self.root if prefix else self.root).create_exclusive
+
+        def refuse(key: str, data: bytes) -> bool:
+            from .s3 import refusal
+
+            raise refusal(f"mlops-engine sends them to S3 only (through boto3), and the "
+                          f"store {self.root!r} is on a pyarrow.fs {under.type_name!r} file "
+                          "system; use an s3:// store or a local or mounted path")
+
+        return refuse
 
     def list(self, key: str) -> list[str]:
+        """Names in directory ``key`` (empty if it does not exist)."""
         from pyarrow.fs import FileSelector
 
         try:
@@ -410,6 +478,8 @@ class ArrowFS:
             pass
 
     def rename(self, src: str, dst: str) -> None:
+        """Move ``src`` to ``dst`` (on S3 a server-side copy, then a delete of ``src``:
+        ``dst`` appears whole)."""
         self.makedirs(dst.rpartition("/")[0])
         self.fs.move(self.path(src), self.path(dst))
 
