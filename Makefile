@@ -49,7 +49,7 @@ test: install-dev install-torch
 # per writer, and the whole S3 suite against a local moto server. MLOPS_FAULT_REPORT=DIR
 # writes the counts as JSON there.
 soak: install-dev install-torch
-	-$(PIP) install $(PIP_FLAGS) atheris
+	-$(PIP) install $(PIP_FLAGS) atheris==3.0.0
 	$(PY) -m pytest -m "soak or s3" -q tests
 
 lint: install-dev

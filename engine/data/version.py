@@ -67,6 +67,7 @@ class Version:
 # The fields every reader relies on, with their types; anything else in a record is optional.
 _RECORD_FIELDS = {"name": str, "number": int, "id": str, "created": str, "files": int,
                   "bytes": int, "manifest": dict}
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def is_tombstone(rec) -> bool:
@@ -79,6 +80,29 @@ def purged_message(rec: dict) -> str:
     why = f" ({p['reason']})" if isinstance(p.get("reason"), str) and p["reason"] else ""
     return (f"{rec.get('name')}:v{rec.get('number')} was purged at {p.get('time', '?')} by "
             f"{p.get('user', '?')}{why}: its content is gone from the store")
+
+
+def _count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def blob_problem(blob) -> str | None:
+    """What is wrong with a stored blob reference ``{"id", "size", "chunks": [[id, length],
+    ...]}`` (a manifest's, in a version record or a registry commit), or None."""
+    if not isinstance(blob, dict):
+        return "it is not a JSON object"
+    if not (isinstance(blob.get("id"), str) and _HEX64.match(blob["id"])):
+        return "its id is not 64 hex digits"
+    if not _count(blob.get("size")):
+        return "its size is not a byte count"
+    chunks = blob.get("chunks")
+    if not isinstance(chunks, list):
+        return "its chunks are not a list"
+    for c in chunks:
+        if not (isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+                and _HEX64.match(c[0]) and _count(c[1])):
+            return f"its chunk {str(c)[:80]} is not [64 hex digits, length]"
+    return None
 
 
 def record_problem(rec, name: str, number: int) -> str | None:
@@ -98,12 +122,18 @@ def record_problem(rec, name: str, number: int) -> str | None:
             return f"field {key!r} is missing or not a {typ.__name__}"
     if (rec["name"], rec["number"]) != (name, number):
         return f"it names {rec['name']}:v{rec['number']}, but lies where {name}:v{number} belongs"
-    blob = rec["manifest"]
-    chunks = blob.get("chunks")
-    if not (isinstance(blob.get("id"), str) and isinstance(blob.get("size"), int)
-            and isinstance(chunks, list)
-            and all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) for c in chunks)):
-        return "its manifest reference (id, size, chunks) is malformed"
+    if not _HEX64.match(rec["id"]):
+        return f"its id {rec['id'][:80]!r} is not 64 hex digits"
+    if rec.get("parent") is not None and not (isinstance(rec["parent"], str)
+                                              and _HEX64.match(rec["parent"])):
+        return "its parent is neither null nor 64 hex digits"
+    if rec.get("message") is not None and not isinstance(rec["message"], str):
+        return "its message is neither null nor a string"
+    if rec["files"] < 0 or rec["bytes"] < 0:
+        return "its file or byte count is negative"
+    problem = blob_problem(rec["manifest"])
+    if problem:
+        return f"its manifest reference (id, size, chunks) is malformed: {problem}"
     return None
 
 
@@ -111,7 +141,13 @@ def read_version(store: Store, name: str, number: int) -> Version:
     """Version ``name:v<number>``; a damaged record raises StoreCorruption naming its path."""
     key = store.record_key(KIND, name, number)
     try:
-        rec = store.read_record(KIND, name, number)
+        try:
+            rec = store.read_record(KIND, name, number)
+        except (AttributeError, TypeError, RecursionError) as exc:
+            # Store.read_record parses the JSON and compares format_version: a record that
+            # is not an object, or whose format_version is no number, fails in there
+            raise StoreCorruption(f"version record {key} is damaged: {type(exc).__name__}: "
+                                  f"{str(exc)[:200]}") from None
         if is_tombstone(rec) and (rec.get("name"), rec.get("number")) == (name, number):
             raise PurgedVersion(purged_message(rec))
         problem = record_problem(rec, name, number)

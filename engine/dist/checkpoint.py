@@ -75,6 +75,7 @@ import struct
 import numpy as np
 
 from ..registry import tensors
+from ..registry.errors import RegistryCorruption
 from ..registry.runs import set_run_coordinator
 from ..store.store import check_name
 from .preempt import Preemption, auto_preemption
@@ -88,8 +89,9 @@ from .world import (
     wait,
 )
 
-__all__ = ["Checkpointer", "load_checkpoint", "log_metrics", "share_runs", "dumps", "loads",
-           "capture_rng", "restore_rng", "reseed_rng", "FORMAT_VERSION"]
+__all__ = ["Checkpointer", "CheckpointError", "load_checkpoint", "log_metrics", "share_runs",
+           "dumps", "loads", "check_state", "capture_rng", "restore_rng", "reseed_rng",
+           "FORMAT_VERSION"]
 
 #: version of the checkpoint layout written by this module
 FORMAT_VERSION = 1
@@ -290,26 +292,64 @@ def _np_checked(a: np.ndarray, path: str) -> np.ndarray:
                     "checkpoint layout cannot hold (numbers and bool)")
 
 
-def _decode(obj, arrays: dict):
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint of this layout, or a damaged one; the message names
+    it (the registry reference it was read from)."""
+
+
+def _decode(obj, arrays: dict, where: str):
+    """The state that the JSON tree ``obj`` describes, its tensors taken from ``arrays``.
+    The tree comes from a file: every reference and structure is checked
+    (:class:`CheckpointError` naming ``where``)."""
     if isinstance(obj, list):
-        return [_decode(v, arrays) for v in obj]
+        return [_decode(v, arrays, where) for v in obj]
     if not isinstance(obj, dict):
         return obj
+
+    def array(key):
+        name = obj[key]
+        if not isinstance(name, str) or name not in arrays:
+            raise CheckpointError(f"{where}: its state refers to a tensor {str(name)[:80]!r} "
+                                  "the file does not hold")
+        return arrays[name]
+
     if "__ckpt_tensor__" in obj:
         import torch
 
-        a = arrays[obj["__ckpt_tensor__"]]
-        t = torch.from_numpy(a)
-        return t.view(torch.bfloat16) if obj["dtype"] == "bfloat16" else t
+        t = torch.from_numpy(array("__ckpt_tensor__"))
+        if obj.get("dtype") == "bfloat16":
+            if t.dtype != torch.int16 and t.dtype != torch.uint16:
+                raise CheckpointError(f"{where}: a bfloat16 tensor is not stored as 16-bit words")
+            return t.view(torch.bfloat16)
+        return t
     if "__ckpt_ndarray__" in obj:
-        return arrays[obj["__ckpt_ndarray__"]]
+        return array("__ckpt_ndarray__")
     if "__ckpt_npscalar__" in obj:
-        return arrays[obj["__ckpt_npscalar__"]][()]
+        a = array("__ckpt_npscalar__")
+        if a.ndim != 0:
+            raise CheckpointError(f"{where}: a NumPy scalar is stored with shape {a.shape}")
+        return a[()]
     if "__ckpt_tuple__" in obj:
-        return tuple(_decode(v, arrays) for v in obj["__ckpt_tuple__"])
+        items = obj["__ckpt_tuple__"]
+        if not isinstance(items, list):
+            raise CheckpointError(f"{where}: a tuple of its state is not a list")
+        return tuple(_decode(v, arrays, where) for v in items)
     if "__ckpt_dict__" in obj:
-        return {_hashable(_decode(k, arrays)): _decode(v, arrays) for k, v in obj["__ckpt_dict__"]}
-    return {k: _decode(v, arrays) for k, v in obj.items()}
+        pairs = obj["__ckpt_dict__"]
+        if not (isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2
+                                                for p in pairs)):
+            raise CheckpointError(f"{where}: a dict of its state is not a list of pairs")
+        out = {}
+        for k, v in pairs:
+            key = _hashable(_decode(k, arrays, where))
+            try:
+                hash(key)
+            except TypeError:
+                raise CheckpointError(f"{where}: a dict of its state has a key of type "
+                                      f"{type(key).__name__}") from None
+            out[key] = _decode(v, arrays, where)
+        return out
+    return {k: _decode(v, arrays, where) for k, v in obj.items()}
 
 
 def _hashable(k):
@@ -325,22 +365,63 @@ def dumps(state: dict) -> bytes:
 
 
 def loads(data, where: str = "checkpoint") -> dict:
-    """The state dict of a checkpoint file (torch tensors where torch tensors were saved)."""
+    """The state dict of a checkpoint file (torch tensors where torch tensors were saved).
+
+    Raises :class:`CheckpointError` (a ``ValueError``) naming ``where`` for bytes that are
+    not a checkpoint of this layout or are damaged; it allocates at most the file's size
+    again (the tensors' copies) besides the Python objects of its header.
+    """
     view = memoryview(data).cast("B")
     if len(view) < 8:
-        raise ValueError(f"{where}: {len(view)} bytes is too short for a checkpoint file")
+        raise CheckpointError(f"{where}: {len(view)} bytes is too short for a checkpoint file")
     (n,) = struct.unpack("<Q", view[:8])
+    if n > tensors.MAX_HEADER or 8 + n > len(view):
+        raise CheckpointError(f"{where}: its header length {n} does not fit in its "
+                              f"{len(view)} bytes")
     try:
         meta = json.loads(bytes(view[8:8 + n]))["__metadata__"][_META]
         doc = json.loads(meta)
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{where} is not an engine.dist checkpoint (no {_META!r} metadata "
-                         "in its safetensors header)") from None
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{where} has checkpoint format_version {doc.get('format_version')!r}; "
-                         f"this version of mlops-engine reads {FORMAT_VERSION}")
-    arrays = tensors.loads(view, "np", where)
-    return _decode(doc["state"], arrays)
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise CheckpointError(f"{where} is not an engine.dist checkpoint (no {_META!r} metadata "
+                              "in its safetensors header)") from None
+    if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
+        version = doc.get("format_version") if isinstance(doc, dict) else None
+        raise CheckpointError(f"{where} has checkpoint format_version {version!r}; this version "
+                              f"of mlops-engine reads {FORMAT_VERSION}")
+    if "state" not in doc:
+        raise CheckpointError(f"{where} holds no state")
+    try:
+        arrays = tensors.loads(view, "np", where)
+    except RegistryCorruption as exc:
+        raise CheckpointError(str(exc)) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        # a tensor whose header passed tensors' checks but whose shape NumPy refuses
+        raise CheckpointError(f"{where}: a tensor has a malformed shape ({exc})") from None
+    try:
+        return _decode(doc["state"], arrays, where)
+    except RecursionError:
+        raise CheckpointError(f"{where}: its state is nested too deeply") from None
+
+
+def check_state(state, where: str) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` (from :func:`loads`) has what
+    :meth:`Checkpointer.resume` reads: ``step``, ``world_size``, ``model``, ``optimizer``,
+    ``scheduler``, ``loader`` and one RNG state per rank."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where}: its state is a {type(state).__name__}, not a dict")
+    for key in ("step", "world_size", "model", "optimizer", "scheduler", "loader", "rng"):
+        if key not in state:
+            raise CheckpointError(f"{where}: its state has no {key!r}")
+    step, size, rngs = state["step"], state["world_size"], state["rng"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{where}: its step {step!r} is not an integer >= 0")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise CheckpointError(f"{where}: its world_size {size!r} is not an integer >= 1")
+    if not (isinstance(rngs, list) and len(rngs) == size
+            and all(isinstance(r, dict) and {"python", "numpy", "torch", "torch_seed"} <= r.keys()
+                    for r in rngs)):
+        raise CheckpointError(f"{where}: its RNG states are not one per rank of its "
+                              f"{size} ranks")
 
 
 def load_checkpoint(registry, ref) -> dict:
@@ -635,6 +716,7 @@ class Checkpointer:
             broadcast_array_(buf, 0, f"checkpoint {self.name}: broadcast {found}", w)
             data = buf
         state = loads(data, found)
+        check_state(state, found)
         self._load(state, found, model, opt, loader)
         self.last_ref = found
         return int(state["step"])
@@ -656,7 +738,12 @@ class Checkpointer:
             loader.load_state_dict(state["loader"])
         # RNG last: after the loader fast-forwarded
         w, rngs = self.world, state["rng"]
-        if state["world_size"] == w.size:
-            restore_rng(rngs[w.rank])
-        else:
-            reseed_rng(rngs[0]["torch_seed"], state["step"], w.rank)
+        try:
+            if state["world_size"] == w.size:
+                restore_rng(rngs[w.rank])
+            else:
+                reseed_rng(rngs[0]["torch_seed"], state["step"], w.rank)
+        except (TypeError, ValueError, RuntimeError, KeyError, IndexError) as exc:
+            # the RNG states come from the file: random, NumPy and torch refuse bad ones
+            raise CheckpointError(f"{found}: its RNG state for rank {w.rank} is damaged "
+                                  f"({type(exc).__name__}: {exc})") from None

@@ -35,6 +35,11 @@ MPI_MESSAGE_BYTES = 256 << 20
 MPI_TAG = 7411  # the tag of the profile reduction's point-to-point messages
 
 
+class ProfileFormatError(ValueError):
+    """Bytes that are not an mlops-engine profile, or a damaged one; the message names the
+    file (or what they were read from)."""
+
+
 def json_float(x) -> float | None:
     """``x`` as a float for JSON: None for NaN and infinities.
 

@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..store.arrow_build import array_from_list, array_from_numpy, list_array, numpy_from_array
-from .profile_base import FORMAT, InvalidColumn
+from ..store.ipc import FILE_MAGIC, read_ipc
+from .profile_base import FORMAT, InvalidColumn, ProfileFormatError
 from .profile_categorical import CategoricalColumn
 from .profile_numeric import NumericColumn
 from .profile_text import TextColumn
@@ -136,30 +137,51 @@ class Profile:
         return sink.getvalue().to_pybytes()
 
     @classmethod
-    def from_bytes(cls, data) -> Profile:
-        """Read :meth:`to_bytes` output; a newer ``format_version`` raises a ValueError."""
+    def from_bytes(cls, data, name: str = "data") -> Profile:
+        """Read :meth:`to_bytes` output; ``name`` names the file in errors.
+
+        Raises :class:`ProfileFormatError` (a ``ValueError``) naming ``name`` for anything
+        that is not a profile of this format: the bytes are read without trusting them
+        (no compressed buffer, the profile's schema, every batch validated), and every
+        column's stored fields are held to their types before a column is built. A newer
+        ``format_version`` says to upgrade.
+        """
         if not isinstance(data, (bytes, bytearray, memoryview, pa.Buffer)):
             raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        try:
-            reader = pa.ipc.open_file(pa.BufferReader(data))
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ValueError(f"not an mlops-engine profile (not an Arrow IPC file: {exc})") from None
-        meta = reader.schema.metadata or {}
+
+        def bad(why: str) -> ProfileFormatError:
+            return ProfileFormatError(f"{name} is not a readable mlops-engine profile: {why}")
+
+        buf = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+        if bytes(memoryview(buf)[:6]) != FILE_MAGIC:
+            raise ProfileFormatError(f"{name} is not an mlops-engine profile (not an Arrow IPC "
+                                     "file)")
+        table = read_ipc(buf, name, file=True, error=ProfileFormatError)
+        meta = table.schema.metadata or {}
         if meta.get(b"format") != FORMAT.encode():
-            raise ValueError("not an mlops-engine profile (no 'format: mlops-engine profile' "
-                             "in the schema metadata)")
+            raise ProfileFormatError(f"{name} is not an mlops-engine profile (no 'format: "
+                                     "mlops-engine profile' in the schema metadata)")
         try:
             version = int(meta[b"format_version"])
         except (KeyError, ValueError):
-            raise ValueError("profile has no valid format_version") from None
+            raise bad("it has no valid format_version") from None
         if version > cls.FORMAT_VERSION:
-            raise ValueError(
-                f"profile format_version {version} is newer than this mlops-engine can read "
-                f"(format_version {cls.FORMAT_VERSION}); upgrade mlops-engine to read it")
+            raise ProfileFormatError(
+                f"{name}: its profile format_version {version} is newer than this "
+                f"mlops-engine can read (format_version {cls.FORMAT_VERSION}); upgrade "
+                "mlops-engine to read it")
         if version < 1:
-            raise ValueError(f"profile format_version {version} is not valid")
-        head = json.loads(meta[b"profile"])
-        table = reader.read_all()
+            raise bad(f"its format_version {version} is not valid")
+        if not table.schema.remove_metadata().equals(STORED_SCHEMA):
+            raise bad("its columns are not those of a profile (name, kind, stats, edges, hist, "
+                      "sample, sample_keys, trigrams)")
+        head = _json(meta.get(b"profile", b""), bad, "its 'profile' metadata")
+        if not (isinstance(head, dict) and _count(head.get("n_rows"))
+                and isinstance(head.get("params", {}), (dict, type(None)))):
+            raise bad("its 'profile' metadata has no row count (n_rows) or params")
+        for field in ("name", "kind", "stats"):
+            if table.column(field).null_count:
+                raise bad(f"its column {field!r} has nulls")
         arrays = {}
         for field, (_, dtype) in _LISTS.items():
             col = table.column(field).combine_chunks()
@@ -169,13 +191,19 @@ class Profile:
             arrays[field] = [values[offsets[i]:offsets[i + 1]] if valid[i] else None
                              for i in range(len(col))]
         columns = {}
-        for i, (name, kind, stats) in enumerate(zip(table.column("name").to_pylist(),
-                                                    table.column("kind").to_pylist(),
-                                                    table.column("stats").to_pylist())):
+        for i, (cname, kind, stats) in enumerate(zip(table.column("name").to_pylist(),
+                                                     table.column("kind").to_pylist(),
+                                                     table.column("stats").to_pylist())):
             if kind not in _CLASSES:
-                raise ValueError(f"column {name!r} has unknown kind {kind!r}")
-            columns[name] = _CLASSES[kind].from_stored(name, json.loads(stats),
-                                                       {f: a[i] for f, a in arrays.items()})
+                raise bad(f"column {cname!r} has unknown kind {kind!r}")
+            if cname in columns:
+                raise bad(f"it holds column {cname!r} twice")
+            stored = _json(stats.encode(), bad, f"the stats of column {cname!r}")
+            col_arrays = {f: a[i] for f, a in arrays.items()}
+            problem = _stored_problem(kind, stored, col_arrays)
+            if problem is not None:
+                raise bad(f"column {cname!r} ({kind}): {problem}")
+            columns[cname] = _CLASSES[kind].from_stored(cname, stored, col_arrays)
         return cls(head["n_rows"], columns, head.get("params"))
 
     def save(self, path) -> None:
@@ -225,5 +253,91 @@ class Profile:
 
     @classmethod
     def load(cls, path) -> Profile:
+        """The profile in file ``path`` (:class:`ProfileFormatError` naming it if it is none)."""
         with open(os.fspath(path), "rb") as f:
-            return cls.from_bytes(f.read())
+            return cls.from_bytes(f.read(), repr(os.fspath(path)))
+
+
+# ---------------------------------------------------------------------------
+# Checks of stored profiles
+# ---------------------------------------------------------------------------
+
+STORED_SCHEMA = pa.schema([("name", pa.string()), ("kind", pa.string()), ("stats", pa.string())]
+                          + [(f, t) for f, (t, _) in _LISTS.items()])
+
+
+def _json(raw: bytes, bad, what: str):
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"{what} is not JSON ({str(exc)[:100]})") from None
+
+
+def _count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1 << 63
+
+
+def _number(x) -> bool:
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)
+                         and abs(x) < 1e308 * 10)
+
+
+def _str(x) -> bool:
+    return isinstance(x, str)
+
+
+def _opt_count(x) -> bool:
+    return x is None or _count(x)
+
+
+def _counts_by_name(x) -> bool:
+    return isinstance(x, dict) and all(_str(k) and _count(v) for k, v in x.items())
+
+
+def _pairs(x) -> bool:
+    return isinstance(x, list) and all(isinstance(p, list) and len(p) == 2 and _str(p[0])
+                                       and _count(p[1]) for p in x)
+
+
+#: kind -> stored scalar -> check (what each column class's ``from_stored`` reads)
+_STORED = {
+    "numeric": {"dtype": _str, "count": _count, "nulls": _count, "nans": _count,
+                "posinf": _count, "neginf": _count, "min": _number, "max": _number,
+                "mean": _number, "m2": _number, "sample_size": _opt_count},
+    "categorical": {"dtype": _str, "count": _count, "nulls": _count, "counts": _pairs,
+                    "other": _count, "n_distinct": _count,
+                    "truncated": lambda x: isinstance(x, bool), "top_k": _count},
+    "text": {"dtype": _str, "count": _count, "nulls": _count, "empty": _count,
+             "len_min": _opt_count, "len_max": _opt_count, "len_mean": _number,
+             "len_m2": _number, "scripts": _counts_by_name, "script_values": _counts_by_name},
+    "invalid": {"dtype": _str, "count": _count, "nulls": _count, "reason": _str},
+}
+#: kind -> the list fields its columns must have (not null)
+_ARRAYS = {"numeric": ("edges", "hist", "sample", "sample_keys"), "text": ("trigrams",)}
+
+
+def _stored_problem(kind: str, stored, arrays: dict) -> str | None:
+    """What makes a stored column of ``kind`` unfit for its class's ``from_stored``, or None."""
+    if not isinstance(stored, dict):
+        return "its stats are not a JSON object"
+    for key, ok in _STORED[kind].items():
+        if key not in stored or not ok(stored[key]):
+            return f"its stat {key!r} is {str(stored.get(key))[:80]!r}, missing or of the wrong type"
+    for field in _ARRAYS.get(kind, ()):
+        if arrays[field] is None:
+            return f"it has no {field}"
+    if kind in ("numeric", "text"):
+        m2 = stored["m2" if kind == "numeric" else "len_m2"]
+        if m2 is not None and not m2 >= 0:
+            return f"its sum of squared deviations {m2} is negative"
+    if kind == "numeric" and stored["posinf"] + stored["neginf"] > stored["count"]:
+        return "it counts more infinite values than values"
+    if kind == "text" and stored["empty"] > stored["count"]:
+        return "it counts more empty strings than strings"
+    if kind == "numeric":
+        edges, hist = arrays["edges"], arrays["hist"]
+        if len(hist) != (len(edges) + 1 if len(edges) else 0):
+            return f"it has {len(edges)} histogram edges but {len(hist)} bins"
+        if len(arrays["sample"]) != len(arrays["sample_keys"]):
+            return "its sample and sample keys differ in length"
+    return None

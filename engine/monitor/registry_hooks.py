@@ -23,7 +23,7 @@ def validate_profile(data: bytes) -> None:
     >>> validate_profile(b"not a profile")
     Traceback (most recent call last):
     ...
-    ValueError: not an mlops-engine profile (not an Arrow IPC file: ...)
+    engine.monitor.profile_base.ProfileFormatError: data is not an mlops-engine profile (not an Arrow IPC file)
     """
     try:
         Profile.from_bytes(data)
@@ -49,7 +49,7 @@ def load_profile(registry, ref) -> Profile:
     mv = registry.get(ref)
     if mv.format != "profile" and not (mv.kind == "profile" and mv.content.get("file")):
         raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a profile")
-    return Profile.from_bytes(registry.read_bytes(mv))
+    return Profile.from_bytes(registry.read_bytes(mv), mv.ref)
 
 
 class ProfileKind:

@@ -18,8 +18,8 @@ import threading
 import warnings
 
 from .. import config
-from .errors import RegistryCorruption
-from .log import CommitLog, check_chain, checkpoint_key, commit_key, decode
+from .errors import RegistryCorruption, RegistryFormatError
+from .log import CommitLog, check_chain, checkpoint_key, commit_key, content_ok, decode
 
 STATE_MIN_GAP = 256  # load a state snapshot only when it saves replaying more commits than this
 INDEX_VERSION = 2  # bump when the schema or the apply rules change: the cache is rebuilt
@@ -44,6 +44,70 @@ CREATE INDEX IF NOT EXISTS runs_name ON runs(name);
 CREATE TABLE IF NOT EXISTS edges(src TEXT, dst TEXT, PRIMARY KEY(src, dst));
 CREATE INDEX IF NOT EXISTS edges_dst ON edges(dst);
 """
+
+
+_JSON_OBJECT = ("CASE WHEN typeof({0}) = 'text' AND json_valid({0}) THEN json_type({0}) END "
+                "IS NOT 'object'")
+_OBJ = _JSON_OBJECT.format
+#: Rows a snapshot's tables must not hold: each query counts the rows of one table whose
+#: columns have types the index never writes (the index reads them back without checks).
+_STATE_CHECKS = (
+    "SELECT count(*) FROM meta WHERE typeof(key) != 'text' OR typeof(value) != 'text'",
+    "SELECT count(*) FROM commits WHERE typeof(seq) != 'integer' OR typeof(names) != 'text' "
+    f"OR typeof(summary) != 'text' OR (body IS NOT NULL AND {_OBJ('body')})",
+    "SELECT count(*) FROM artifacts WHERE typeof(name) != 'text' OR typeof(kind) != 'text'",
+    "SELECT count(*) FROM versions WHERE typeof(name) != 'text' OR typeof(version) != 'integer' "
+    "OR typeof(kind) != 'text' OR typeof(id) != 'text' OR typeof(deleted) != 'integer' OR "
+    + " OR ".join(_OBJ(c) for c in ("metrics", "params", "tags", "content")),
+    "SELECT count(*) FROM aliases WHERE typeof(name) != 'text' OR typeof(alias) != 'text' "
+    "OR typeof(version) != 'integer'",
+    "SELECT count(*) FROM runs WHERE typeof(run_id) != 'text' OR typeof(name) != 'text' OR "
+    "typeof(status) != 'text' OR "
+    + " OR ".join(_OBJ(c) for c in ("params", "tags", "metrics", "info")),
+    "SELECT count(*) FROM edges WHERE typeof(src) != 'text' OR typeof(dst) != 'text'",
+)
+
+
+def _schema_rows(db: sqlite3.Connection) -> list[tuple]:
+    return db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+
+def state_problem(db: sqlite3.Connection, seq: int) -> str | None:
+    """What makes the database of a state snapshot at commit ``seq`` unfit to become the
+    index, or None. Its checksum proves it unchanged, not sound (whoever can write the store
+    can write a snapshot with a matching checksum), so the index holds it to what the index
+    itself writes: the same schema (no other table, view or trigger), intact pages, the
+    column types, JSON objects where JSON is kept, and well-formed content references."""
+    fresh = sqlite3.connect(":memory:")
+    try:
+        for stmt in SCHEMA.split(";"):
+            if stmt.strip():
+                fresh.execute(stmt)
+        if _schema_rows(db) != _schema_rows(fresh):
+            return "its tables are not those of the index"
+    finally:
+        fresh.close()
+    if db.execute("PRAGMA quick_check").fetchone() != ("ok",):
+        return "its database is damaged (quick_check)"
+    for query in _STATE_CHECKS:
+        if db.execute(query).fetchone()[0]:
+            return f"it holds rows of the wrong types ({query.split(' WHERE')[0][21:]})"
+    got = db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+    if got is None or got[0] != str(seq):
+        return f"it holds commit {got}, not {seq}"
+    try:  # what the index parses back: deeper than Python's JSON reader goes is refused too
+        for (content,) in db.execute("SELECT content FROM versions"):
+            if not content_ok(json.loads(content)):
+                return "a version's content reference is malformed"
+        for query in ("SELECT metrics, params, tags FROM versions",
+                      "SELECT params, tags, metrics, info FROM runs",
+                      "SELECT body FROM commits WHERE body IS NOT NULL"):
+            for row in db.execute(query):
+                for text in row:
+                    json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return f"it holds JSON this index cannot read ({str(exc)[:100]})"
+    return None
 
 
 def index_path(store) -> str:
@@ -268,7 +332,9 @@ class Index:
         snapshot is unusable, in which case the checkpoints and the log are replayed."""
         try:
             meta, raw = self.log.read_state(seq)
-        except (RegistryCorruption, OSError) as exc:
+        except (RegistryCorruption, RegistryFormatError, OSError) as exc:
+            # a newer format too: the snapshot is a cache, and the commits themselves say
+            # whether this version can read the registry
             warnings.warn(f"ignoring registry state snapshot {seq}: {exc}", stacklevel=4)
             return False
         if meta.get("index_version") != INDEX_VERSION:
@@ -276,9 +342,9 @@ class Index:
         mem = sqlite3.connect(":memory:")
         try:
             mem.deserialize(raw)
-            got = mem.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
-            if got is None or int(got[0]) != seq:
-                raise sqlite3.DatabaseError(f"it holds commit {got}, not {seq}")
+            problem = state_problem(mem, seq)
+            if problem is not None:
+                raise sqlite3.DatabaseError(problem)
             mem.backup(self.db)
         except sqlite3.DatabaseError as exc:
             warnings.warn(f"ignoring registry state snapshot {seq}: {exc}", stacklevel=4)

@@ -22,6 +22,7 @@ snapshot and replays only the commits after it.
 from __future__ import annotations
 
 import json
+import re
 import struct
 import time
 
@@ -29,6 +30,7 @@ import blake3
 import pyarrow as pa
 
 from ..store.arrow_build import table_from_columns
+from ..store.ipc import read_ipc
 from ..store.store import now_iso, who
 from .errors import RegistryCorruption, RegistryFormatError
 
@@ -43,6 +45,10 @@ STATE_MAGIC = b"MLOPS-REGISTRY-STATE\n"
 #: The most metadata bytes a state snapshot header may claim (a bound before reading it).
 STATE_META_MAX = 1 << 20
 CHECKPOINT_SCHEMA = pa.schema([("seq", pa.int64()), ("commit", pa.string())])
+#: A checkpoint's compressed buffers may claim at most this many times the file's size, plus
+#: CHECKPOINT_MAX_EXTRA bytes, uncompressed (a larger claim is refused before it is allocated).
+CHECKPOINT_MAX_RATIO = 64
+CHECKPOINT_MAX_EXTRA = 64 << 20
 
 
 def commit_key(seq: int) -> str:
@@ -90,19 +96,126 @@ def encode_body(body: dict) -> str:
 
 
 def decode(data: bytes, seq: int, where: str) -> dict:
+    """Commit ``seq`` from its bytes, checked (format, number, checksum, and every known
+    action's fields, :func:`commit_problem`); :class:`RegistryCorruption` naming ``where``."""
     try:
         body = json.loads(data)
-    except ValueError as exc:
-        raise RegistryCorruption(f"{where} is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise RegistryCorruption(f"{where} is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise RegistryCorruption(f"{where} is not a JSON object")
     check_format(body, where)
-    if body.get("seq") != seq or not isinstance(body.get("actions"), list):
+    if not _int(body.get("seq")) or body["seq"] != seq or not isinstance(body.get("actions"), list):
         raise RegistryCorruption(f"{where} does not hold commit {seq}")
     if body["format_version"] >= 2 and body.get("checksum") != commit_checksum(body):
         raise RegistryCorruption(f"{where} fails its checksum: it was changed after it was "
                                  "written; run `mlops model verify`")
+    problem = commit_problem(body)
+    if problem is not None:
+        raise RegistryCorruption(f"{where} is damaged: {problem}; run `mlops model verify`")
     return body
+
+
+# ----------------------------------------------------------------------------- commit fields
+# A commit's checksum proves it unchanged, not well-formed: whoever can write the store
+# can write any JSON with a matching checksum. So every field that the index stores or
+# reads is held to its type before a commit is applied (a bad one fails naming the file).
+
+
+def _int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and -(1 << 63) <= x < 1 << 63
+
+
+def _str(x) -> bool:
+    return isinstance(x, str)
+
+
+def _dict(x) -> bool:
+    return isinstance(x, dict)
+
+
+def _opt(check):
+    return lambda x: x is None or check(x)
+
+
+def _strs(x) -> bool:
+    return isinstance(x, list) and all(isinstance(v, str) for v in x)
+
+
+def _sql(x) -> bool:
+    """A value SQLite stores as it is (the audit fields)."""
+    return x is None or isinstance(x, (str, float)) or _int(x)
+
+
+def _gate(g) -> bool:
+    return isinstance(g, dict) and {"metric", "op", "new", "held"} <= g.keys()
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def _blob(b) -> bool:
+    """A stored blob reference: ``{"id": 64 hex, "size": n, "chunks": [[64 hex, n], ...]}``."""
+    return (isinstance(b, dict) and _str(b.get("id")) and bool(_HEX64.match(b["id"]))
+            and _int(b.get("size")) and b["size"] >= 0 and isinstance(b.get("chunks"), list)
+            and all(isinstance(c, list) and len(c) == 2 and _str(c[0]) and _HEX64.match(c[0])
+                    and _int(c[1]) and c[1] >= 0 for c in b["chunks"]))
+
+
+def content_ok(c) -> bool:
+    return (isinstance(c, dict) and _blob(c.get("manifest")) and _opt(_str)(c.get("file"))
+            and _opt(_str)(c.get("data")))
+
+
+def _version_ref(t: str) -> bool:
+    """``name:vN``, as a tag on a version names its target."""
+    name, sep, v = t.rpartition(":v")
+    return bool(sep and name and v.isdigit() and v.isascii() and len(v) < 19)
+
+
+#: op -> field -> check of ``action.get(field)`` (required fields fail on None)
+ACTION_FIELDS = {
+    "register": {"name": _str, "version": _int, "kind": _str, "id": _str, "format": _opt(_str),
+                 "size": _opt(_int), "files": _opt(_int), "content": content_ok,
+                 "metrics": _opt(_dict), "params": _opt(_dict), "tags": _opt(_dict),
+                 "message": _opt(_str), "run_id": _opt(_str), "inputs": _opt(_strs)},
+    "alias": {"name": _str, "alias": _str, "version": _opt(_int), "previous": _opt(_int),
+              "how": _opt(_str), "gate": _opt(_gate)},
+    "delete_version": {"name": _str, "version": _int, "reason": _opt(_str)},
+    "run_start": {"run_id": _str, "name": _str, "start": _opt(_str), "params": _opt(_dict),
+                  "tags": _opt(_dict), "git_commit": _opt(_str), "world_size": _opt(_int),
+                  "info": _opt(_dict), "inputs": _opt(_strs)},
+    "run_input": {"run_id": _str, "node": _str},
+    "run_output": {"run_id": _str, "node": _str},
+    "run_end": {"run_id": _str, "status": _str, "end": _opt(_str), "params": _opt(_dict),
+                "tags": _opt(_dict), "metrics": _opt(_dict)},
+    "tag": {"target": _str, "on": lambda x: x in (None, "version", "run"), "tags": _dict},
+}
+#: commit fields the index stores
+COMMIT_FIELDS = {"time": _sql, "user": _sql, "host": _sql, "slurm_job_id": _sql,
+                 "prev": _opt(_str)}
+
+
+def commit_problem(body: dict) -> str | None:
+    """What makes a parsed commit unfit to apply, or None. Unknown actions (a newer minor
+    version's) need only an ``op``: they are kept in the audit trail and otherwise skipped."""
+    for key, ok in COMMIT_FIELDS.items():
+        if not ok(body.get(key)):
+            return f"its field {key!r} is {str(body.get(key))[:80]!r}"
+    for i, a in enumerate(body["actions"]):
+        if not isinstance(a, dict) or not _str(a.get("op")):
+            return f"action {i} is not an object with an 'op'"
+        if "name" in a and not _str(a["name"]):  # the audit trail lists every action's name
+            return f"action {i} ({a['op']}) has a 'name' that is not a string"
+        for key, ok in ACTION_FIELDS.get(a["op"], {}).items():
+            if not ok(a.get(key)):
+                return (f"action {i} ({a['op']}) has {key!r} = {str(a.get(key))[:80]!r}, "
+                        "missing or of the wrong type")
+        if a["op"] == "tag" and not (a["on"] == "run" if a.get("on") is not None
+                                     else a["target"].startswith("run:")):
+            if not _version_ref(a["target"]):
+                return f"action {i} (tag) has target {a['target'][:80]!r}, not name:vN"
+    return None
 
 
 def check_chain(body: dict, prev_body: dict | None, where: str) -> None:
@@ -191,16 +304,22 @@ class CommitLog:
         """``(first, [(seq, commit json), ...])`` of the checkpoint ending at ``last``."""
         key = checkpoint_key(last)
         where = f"registry checkpoint {self.fs.path(key)}"
+        data = self.fs.read_bytes(key)
+        # zstd: the uncompressed lengths its buffers claim are held to a bound before
+        # anything is allocated (commits compress about 5 to 10 times)
+        t = read_ipc(data, where, file=True, schema=CHECKPOINT_SCHEMA, compressed=True,
+                     max_raw=CHECKPOINT_MAX_RATIO * len(data) + CHECKPOINT_MAX_EXTRA,
+                     error=RegistryCorruption)
         try:
-            t = pa.ipc.open_file(pa.py_buffer(self.fs.read_bytes(key))).read_all()
-        except pa.ArrowInvalid as exc:
-            raise RegistryCorruption(f"{where} is not a readable Arrow file: {exc}") from None
-        meta = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
-        check_format({"format_version": int(meta.get("format_version", "0") or 0)}, where)
-        if t.schema.remove_metadata() != CHECKPOINT_SCHEMA:
-            raise RegistryCorruption(f"{where} has schema {t.schema}, expected {CHECKPOINT_SCHEMA}")
+            meta = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
+            version = int(meta.get("format_version", "0") or 0)
+            first = int(meta.get("first", "0"))
+        except ValueError as exc:  # UnicodeDecodeError too
+            raise RegistryCorruption(f"{where} has unreadable metadata: {exc}") from None
+        check_format({"format_version": version}, where)
+        if t.column("seq").null_count or t.column("commit").null_count:
+            raise RegistryCorruption(f"{where} has null commits")
         seqs = t.column("seq").to_pylist()
-        first = int(meta.get("first", "0"))
         if not seqs or seqs != list(range(first, last + 1)):
             raise RegistryCorruption(f"{where} does not hold commits {first}..{last} in order")
         return first, list(zip(seqs, t.column("commit").to_pylist()))
@@ -253,7 +372,7 @@ class CommitLog:
                                      f"file holds or {STATE_META_MAX} bytes")
         try:
             meta = json.loads(data[n + 4:n + 4 + hl])
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise RegistryCorruption(f"{where} has unreadable metadata: {exc}") from None
         if not isinstance(meta, dict):
             raise RegistryCorruption(f"{where} has metadata that is not a JSON object")
@@ -264,13 +383,17 @@ class CommitLog:
         size = meta.get("raw_size")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise RegistryCorruption(f"{where} has raw_size {size!r}, not a byte count")
+        if size > CHECKPOINT_MAX_RATIO * len(payload) + CHECKPOINT_MAX_EXTRA:
+            raise RegistryCorruption(f"{where} has raw_size {size}, more than "
+                                     f"{CHECKPOINT_MAX_RATIO} times its payload (zstd compresses "
+                                     "a SQLite index about 3 to 5 times)")
         # raw_size lies outside the checksum: decompress by streaming, which allocates what
         # the payload really holds, and compare, instead of trusting it as a buffer size
         parts, got = [], 0
         try:
             with pa.CompressedInputStream(pa.BufferReader(payload), "zstd") as stream:
                 while got <= size:
-                    part = stream.read(min(size + 1 - got, 16 << 20))
+                    part = stream.read(min(size + 1 - got, 1 << 20))
                     if not part:
                         break
                     parts.append(part)

@@ -46,9 +46,10 @@ class RegistryReads:
                              f"got {framework!r}")
         mv = self.get(ref)
         fmt = mv.format
-        if fmt == "files" and mv.content.get("file", "").endswith(".safetensors"):
+        single = mv.content.get("file") or ""  # null in the commit: not a one-file artifact
+        if fmt == "files" and single.endswith(".safetensors"):
             fmt = "safetensors"  # a .safetensors file registered by path
-        elif fmt == "files" and mv.content.get("file", "").endswith((".pt", ".pth")):
+        elif fmt == "files" and single.endswith((".pt", ".pth")):
             fmt = "torch"
         if fmt not in ("safetensors", "torch"):
             raise RegistryError(f"{mv.ref} is a {mv.format!r} artifact, not a state dict "

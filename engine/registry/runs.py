@@ -31,13 +31,23 @@ import pyarrow as pa
 from ..env import current as current_env
 from ..store.arrow_build import table_from_columns
 from ..store.store import now_iso
-from .errors import RunFinished
+from .errors import RegistryCorruption, RunFinished
 from .models import json_value
 
 FLUSH_POINTS = 100_000
 FLUSH_SECONDS = 30.0
 METRIC_SCHEMA = pa.schema([("key", pa.string()), ("step", pa.int64()), ("value", pa.float64()),
                            ("time", pa.float64())])
+
+
+def read_segment(fs, key: str) -> pa.Table:
+    """The points of one metric segment file, checked (schema, buffer bounds, at most 64x
+    its size uncompressed); :class:`RegistryCorruption` naming the file otherwise."""
+    from ..store.ipc import read_ipc
+
+    data = fs.read_bytes(key)
+    return read_ipc(data, f"metric segment {fs.path(key)}", file=True, schema=METRIC_SCHEMA,
+                    compressed=True, max_raw=64 * len(data) + (64 << 20), error=RegistryCorruption)
 STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
 
 
@@ -171,7 +181,7 @@ class Run:
         for f in fs.list(d):
             if not (f.startswith("metrics-") and f.endswith(".arrow")):
                 continue
-            cols = pa.ipc.open_file(pa.py_buffer(fs.read_bytes(f"{d}/{f}"))).read_all().to_pydict()
+            cols = read_segment(fs, f"{d}/{f}").to_pydict()
             for key, step, v in zip(cols["key"], cols["step"], cols["value"]):
                 v = float("nan") if v is None else v
                 self._auto_step[key] = step + 1

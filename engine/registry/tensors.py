@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import struct
 import sys
@@ -142,18 +143,32 @@ def _header(data, total: int, where: str) -> tuple[dict, dict, int]:
     if not isinstance(header, dict):
         raise RegistryCorruption(f"{where}: header is not a JSON object")
     meta = header.pop("__metadata__", {}) or {}
+    if not isinstance(meta, dict):
+        raise RegistryCorruption(f"{where}: __metadata__ is not a JSON object")
     body = total - 8 - n
     for name, info in header.items():
-        try:
-            code, shape, (a, b) = info["dtype"], [int(d) for d in info["shape"]], info["data_offsets"]
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-            ok = code in _SIZE and min(shape, default=0) >= 0 and 0 <= a <= b <= body \
-                and b - a == count * _SIZE[code]
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok:
+        if not _tensor_ok(info, body):
             raise RegistryCorruption(f"{where}: tensor {name!r} has a bad dtype, shape or offsets")
     return header, meta, 8 + n
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _tensor_ok(info, body: int) -> bool:
+    """Whether one header entry's dtype, shape (ints in [0, 2**63)) and data offsets (two
+    ints) fit a body of ``body`` bytes; never raises."""
+    if not isinstance(info, dict):
+        return False
+    code, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if code not in _SIZE or not isinstance(shape, list) or not isinstance(offs, list) or len(offs) != 2:
+        return False
+    if not all(_is_int(d) and 0 <= d < 1 << 63 for d in shape) or not all(map(_is_int, offs)):
+        return False
+    count = math.prod(shape)  # exact: Python ints do not overflow
+    a, b = offs
+    return 0 <= a <= b <= body and b - a == count * _SIZE[code]
 
 
 def check_file(path: str, where: str) -> None:

@@ -302,8 +302,15 @@ class Store:
     def _read_config(self) -> dict:
         try:
             cfg = json.loads(self.fs.read_bytes(CONFIG_KEY))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise StoreCorruption(f"{self.root}/{CONFIG_KEY} is not valid JSON: {exc}") from None
+        if not isinstance(cfg, dict):
+            raise StoreCorruption(f"{self.root}/{CONFIG_KEY} is not a JSON object")
+        c = cfg.get("chunking")
+        if not (isinstance(c, dict) and all(isinstance(c.get(k), int) and not isinstance(c.get(k), bool)
+                                            for k in ("avg_size", "min_size", "max_size"))):
+            raise StoreCorruption(f"{self.root}/{CONFIG_KEY} has no valid chunking section "
+                                  "(avg_size, min_size, max_size)")
         v = cfg.get("format_version")
         if not isinstance(v, int):
             raise StoreFormatError(f"{self.root}/{CONFIG_KEY} has no format_version")
@@ -476,6 +483,9 @@ class Store:
                         int(e["stored"]), int(e["raw"]), int(e["codec"]))
 
     def _pread(self, pack_id: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0 or offset + length > 1 << 62:
+            raise StoreCorruption(f"pack {pack_id}: an index entry points at offset {offset}, past "
+                                  "the end of any pack; run `mlops data verify`")
         if isinstance(self.fs, LocalFS):
             with self._fd_lock:
                 fd = self._fds.get(pack_id)
@@ -557,9 +567,16 @@ class Store:
         return ChunkSink(self, writer, pending).put_bytes(data, small_chunks=small_chunks)
 
     def get_blob(self, blob: dict) -> bytes:
-        parts = [self.read_chunk(bytes.fromhex(cid)) for cid, _ in blob["chunks"]]
-        data = b"".join(parts)
-        if len(data) != blob["size"]:
+        try:
+            ids = [bytes.fromhex(cid) for cid, _ in blob["chunks"]]
+            size = blob["size"]
+        except (KeyError, TypeError, ValueError):
+            raise StoreCorruption(f"blob reference {str(blob)[:80]} is malformed") from None
+        if any(len(i) != 32 for i in ids):
+            raise StoreCorruption(f"blob reference {str(blob)[:80]} names a chunk id that is not "
+                                  "32 bytes")
+        data = b"".join([self.read_chunk(i) for i in ids])
+        if len(data) != size:
             raise StoreCorruption(f"blob {blob['id']} has {len(data)} bytes, expected {blob['size']}")
         return data
 
@@ -583,9 +600,14 @@ class Store:
             rec = json.loads(self.fs.read_bytes(key))
         except FileNotFoundError:
             raise UnknownVersion(f"no version {name}:v{number}") from None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise StoreCorruption(f"version record {key} is not valid JSON: {exc}") from None
+        if not isinstance(rec, dict):
+            raise StoreCorruption(f"version record {key} is not a JSON object")
         v = rec.get("format_version", 0)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise StoreCorruption(f"version record {key} has a format_version that is not an "
+                                  f"integer: {v!r}")
         if v > RECORD_FORMAT_VERSION:
             raise StoreFormatError(
                 f"version record {key} has format_version {v}, newer than this mlops-engine "
