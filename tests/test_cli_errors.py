@@ -117,11 +117,16 @@ def test_io_error_of_a_store_command_says_what_was_recorded(monkeypatch, capsys,
     def eio(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(engine.data, "verify", eio)
-    assert main(["data", "verify", "--store", str(store)]) == 3
+    monkeypatch.setattr(engine.data, "gc", eio)
+    assert main(["data", "gc", "--store", str(store)]) == 3
     err = capsys.readouterr().err
     assert "I/O error" in err and "no version or commit was recorded" in err, err
     assert "mlops data gc" in err  # where the space a failed write used goes back
+    # a command that only reads the store says nothing about what was recorded
+    monkeypatch.setattr(engine.data, "verify", eio)
+    assert main(["data", "verify", "--store", str(store)]) == 3
+    err = capsys.readouterr().err
+    assert "I/O error" in err and "recorded" not in err, err
 
 
 # ----------------------------------------------------------------------------- demo --dir

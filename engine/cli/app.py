@@ -24,6 +24,9 @@ from .. import __version__
 from . import chunk, data, demo, model, monitor, run, runs, slurm
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_STORE, EXIT_UNTESTABLE = 0, 1, 2, 3, 4
+#: Subcommands that only read the store: an I/O error there changed nothing in it.
+_STORE_READERS = frozenset({"checkout", "diff", "status", "list", "log", "verify", "pull", "show",
+                            "compare", "lineage", "history", "search", "jobs", "logs"})
 EXIT_PIPE = 128 + 13  # 128 + SIGPIPE: what a shell reports for `yes | head`
 
 #: the command groups in the order ``mlops --help`` lists them
@@ -150,11 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             TypeError, KeyError, StoreError) as exc:
         return _report(cmd, EXIT_USAGE, "error", str(exc), as_json)
     except OSError as exc:  # ENOSPC, EIO, ...: nothing is recorded; gc frees what was written
-        # only commands that have a store say so; `mlops chunk` has none to speak of
+        # only commands that write to a store say so (`mlops chunk` has none, a checkout
+        # writes to its destination only)
+        reads = cmd.rsplit(" ", 1)[-1] in _STORE_READERS
         unchanged = ("; no version or commit was recorded (a write that failed may have left "
                      "packs it had published, which `mlops data gc` frees once they are older "
                      "than its grace, a minute by default)"
-                     if hasattr(args, "store") else "")
+                     if hasattr(args, "store") and not reads else "")
         return _report(cmd, EXIT_STORE, "I/O error", f"{exc}{unchanged}", as_json)
     finally:
         warnings.showwarning = shown

@@ -39,7 +39,7 @@ from ..store.store import check_name, now_iso, who
 from . import manifest as mf
 from .roots import record as record_roots
 from .statcache import RACY_NS, ChunkLists, StatCache, links_digest
-from .version import KIND, Version, latest
+from .version import KIND, Version, latest, with_checksum
 
 __all__ = ["FileChangedError", "FileVanishedError", "StoredTree", "open_store", "scan_source",
            "snapshot", "store_bytes", "store_tree", "using_store"]
@@ -368,7 +368,7 @@ def _commit(st: Store, name, message, vid, blob, nfiles, nbytes, source, fmt, ex
                "manifest": blob}
         rec.update(who())
         rec.update(extra)
-        return rec
+        return with_checksum(rec)
 
     rec = st.commit_record(KIND, name, make)
     return Version.from_record(rec, st)

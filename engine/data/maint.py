@@ -16,7 +16,16 @@ from ..store.lease import gc_lock
 from ..store.roots import load_providers
 from .ingest import using_store
 from .roots import NAME
-from .version import KIND, Version, names_hint, purged_message, read_version, resolve, versions
+from .version import (
+    KIND,
+    Version,
+    names_hint,
+    purged_message,
+    read_version,
+    resolve,
+    versions,
+    with_checksum,
+)
 
 
 def log(name: str, *, store=None) -> list[Version]:
@@ -213,8 +222,8 @@ def purge(ref, *, store=None, reason: str | None = None, wait: float = 0.0,
             tomb = {"format_version": 1, "kind": KIND, "name": name, "number": number,
                     "purged": {"time": now_iso(), "reason": reason, **who()}}
             if not dry_run:  # first: from now on the version is not live, nor readable
-                st.fs.write_atomic(key, json.dumps({**tomb, "pending": blob}, indent=1,
-                                                   sort_keys=True).encode())
+                st.fs.write_atomic(key, json.dumps(with_checksum({**tomb, "pending": blob}),
+                                                   indent=1, sort_keys=True).encode())
             targets: set[bytes] = set()
             try:
                 for cid in manifest_chunks(st, blob, label):
@@ -226,7 +235,8 @@ def purge(ref, *, store=None, reason: str | None = None, wait: float = 0.0,
             if dry_run:
                 return PurgeResult(label, len(gone), 0, 0, len(targets) - len(gone), True)
             rep = drop_chunks(st, gone, what=f"purge {label}")
-            st.fs.write_atomic(key, json.dumps(tomb, indent=1, sort_keys=True).encode())
+            st.fs.write_atomic(key, json.dumps(with_checksum(tomb), indent=1,
+                                               sort_keys=True).encode())
             return PurgeResult(label, rep.chunks_removed, rep.bytes_removed, rep.packs_rewritten,
                                len(targets) - len(gone))
 

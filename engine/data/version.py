@@ -70,6 +70,29 @@ _RECORD_FIELDS = {"name": str, "number": int, "id": str, "created": str, "files"
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
 
+def record_checksum(rec: dict) -> str:
+    """BLAKE3 (hex) of a version record's canonical JSON without its ``checksum`` field: any
+    change to a field that still parses (a message, a time, a source) is seen."""
+    import json
+
+    import blake3
+
+    body = {k: v for k, v in rec.items() if k != "checksum"}
+    return blake3.blake3(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                    ensure_ascii=False).encode()).hexdigest()
+
+
+def with_checksum(rec: dict) -> dict:
+    """``rec`` with its ``checksum`` field set (records written since issue 15 carry one)."""
+    return {**rec, "checksum": record_checksum(rec)}
+
+
+def _checksum_problem(rec: dict) -> str | None:
+    if "checksum" in rec and rec["checksum"] != record_checksum(rec):
+        return "it fails its checksum (a field was changed after it was written)"
+    return None
+
+
 def is_tombstone(rec) -> bool:
     """Whether a parsed version record is the tombstone a purge left (``{"purged": {...}}``)."""
     return isinstance(rec, dict) and isinstance(rec.get("purged"), dict)
@@ -111,6 +134,9 @@ def record_problem(rec, name: str, number: int) -> str | None:
     if not isinstance(rec, dict):
         return f"expected a JSON object, found {type(rec).__name__}"
     if is_tombstone(rec):
+        bad_sum = _checksum_problem(rec)
+        if bad_sum:
+            return bad_sum
         if (rec.get("name"), rec.get("number")) != (name, number):
             return f"a tombstone naming {rec.get('name')}:v{rec.get('number')} lies where {name}:v{number} belongs"
         if "pending" in rec:
@@ -134,7 +160,7 @@ def record_problem(rec, name: str, number: int) -> str | None:
     problem = blob_problem(rec["manifest"])
     if problem:
         return f"its manifest reference (id, size, chunks) is malformed: {problem}"
-    return None
+    return _checksum_problem(rec)  # last: the checks above say what is wrong, where they can
 
 
 def read_version(store: Store, name: str, number: int) -> Version:
@@ -148,7 +174,8 @@ def read_version(store: Store, name: str, number: int) -> Version:
             # is not an object, or whose format_version is no number, fails in there
             raise StoreCorruption(f"version record {key} is damaged: {type(exc).__name__}: "
                                   f"{str(exc)[:200]}") from None
-        if is_tombstone(rec) and (rec.get("name"), rec.get("number")) == (name, number):
+        if is_tombstone(rec) and (rec.get("name"), rec.get("number")) == (name, number) \
+                and not _checksum_problem(rec):
             raise PurgedVersion(purged_message(rec))
         problem = record_problem(rec, name, number)
         if problem:

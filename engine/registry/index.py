@@ -247,6 +247,20 @@ class Index:
             self.path = ":memory:"
         return self._connect(":memory:")
 
+    def use_memory(self, why: str) -> None:
+        """Go on with an in-memory index (rebuilt from the log at the next refresh) after the
+        host's index file failed (a full disk), with a warning saying why."""
+        with self.lock:
+            warnings.warn(f"registry index {self.path!r} could not be updated ({why}); using an "
+                          "in-memory index rebuilt from the log (the log, not the index, holds "
+                          "the commits)", stacklevel=3)
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+            self.path = ":memory:"
+            self.db = self._connect(":memory:")
+
     def _connect(self, path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         if path != ":memory:":
@@ -283,9 +297,16 @@ class Index:
         return int(self.db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0])
 
     def refresh(self) -> int:
-        """Apply every commit not yet in the index; returns the head sequence number."""
+        """Apply every commit not yet in the index; returns the head sequence number. When
+        the host's index file cannot be written (a full disk), an in-memory index goes on."""
         with self.lock:
-            return self._refresh()
+            try:
+                return self._refresh()
+            except sqlite3.Error as exc:
+                if self.path == ":memory:":
+                    raise
+                self.use_memory(str(exc))
+                return self._refresh()
 
     def _refresh(self) -> int:
         last = self.last_seq

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import sqlite3
 import sys
 import warnings
 
@@ -170,9 +171,13 @@ class Registry(RegistryReads, RegistryViews, RegistryAliases):
                     return None
                 # the head commit as the index applied it (checked), for the new one's link
                 body = self.log.create(head + 1, actions, self.index.body(head) if head else None)
-                if body is not None:
+                if body is not None:  # the commit is made: nothing below may say otherwise
                     self.last_commit = body
-                    self.index.apply([(head + 1, body)])
+                    try:
+                        self.index.apply([(head + 1, body)])
+                    except sqlite3.Error as exc:  # the host's index file (a full disk)
+                        self.index.use_memory(str(exc))
+                        self.index.refresh()
                     self._compact(head + 1)
                     return body
         raise RegistryError(f"could not commit to {self.store.root} after {max_tries} tries")

@@ -15,7 +15,7 @@ from .errors import UnknownReference
 from .index import node
 from .models import ModelVersion
 from .refs import KINDS
-from .runs import METRIC_SCHEMA, metrics_dir
+from .runs import METRIC_SCHEMA, metrics_dir, read_segment
 
 _RUN_COLS = ("run_id", "name", "status", "start", "end", "params", "tags", "metrics", "git_commit",
              "git_dirty", "host", "user", "world_size", "slurm_job_id", "seq", "info")
@@ -70,7 +70,7 @@ def metric_history(reg, run_id: str, key: str | None = None) -> pa.Table:
     tables = []
     for f in fs.list(d):
         if f.startswith("metrics-") and f.endswith(".arrow"):
-            tables.append(pa.ipc.open_file(pa.py_buffer(fs.read_bytes(f"{d}/{f}"))).read_all())
+            tables.append(read_segment(fs, f"{d}/{f}"))
     t = pa.concat_tables(tables) if tables else METRIC_SCHEMA.empty_table()
     if key is not None:
         import pyarrow.compute as pc
@@ -272,36 +272,46 @@ def live_manifest_blobs(store) -> list[tuple[str, dict]]:
 
 
 def verify(reg, content: bool = True, rehash: bool = True) -> dict:
-    """Re-read the whole log, the checkpoints and the index snapshots, and (``content``)
-    check that every live version's manifest and chunks are stored and (``rehash``)
-    re-hash to their ids: each chunk is read once, however many versions share it.
+    """Re-read the whole log, the checkpoints, the index snapshots and the runs' metric
+    segments, and (``content``) check that every live version's manifest and chunks are
+    stored and (``rehash``) re-hash to their ids: each chunk is read once, however many
+    versions share it.
 
     Catches what a warm index hides: a commit damaged after this host read it, a
     checkpoint that disagrees with the commit files, a snapshot failing its checksum,
-    content that gc or a disk error removed. Returns ``{"ok", "commits", "checkpoints",
-    "states", "versions", "problems": [{"problem", ...}]}``.
+    a metric segment that does not read or disagrees with its run's summary, content
+    that gc or a disk error removed. Returns ``{"ok", "commits", "checkpoints",
+    "states", "versions", "problems": [{"problem", "path", ...}]}``: each problem names
+    the file (``path``: a commit, checkpoint, snapshot, segment or pack) where one is to
+    blame.
     """
     from ..data import manifest as mf
     from ..store import StoreError
-    from .errors import RegistryError
-    from .log import check_chain
+    from ..store.ipc import read_ipc
+    from ..store.pack import pack_key
+    from .errors import RegistryCorruption, RegistryError
+    from .log import check_chain, checkpoint_key, commit_key, state_key
 
     problems: list[dict] = []
     log = reg.log
+    fs = log.fs
     try:
         head = reg.refresh()
     except RegistryError as exc:  # a damaged commit stops the index, not the report
         problems.append({"problem": "index stopped at a damaged commit", "detail": str(exc)})
         head = log.last_file()
+    head = max(head, log.last_file())  # commits past a gap, or past the damaged one
     bodies: dict[int, dict] = {}
     for seq in range(1, head + 1):
+        path = fs.path(commit_key(seq))
         try:
             body = log.read(seq)
         except RegistryError as exc:
-            problems.append({"problem": "commit unreadable", "seq": seq, "detail": str(exc)})
+            problems.append({"problem": "commit unreadable", "seq": seq, "path": path,
+                             "detail": str(exc)})
             continue
         if body is None:
-            problems.append({"problem": "commit missing", "seq": seq})
+            problems.append({"problem": "commit missing", "seq": seq, "path": path})
         else:
             bodies[seq] = body
     unchecked = 0
@@ -312,59 +322,168 @@ def verify(reg, content: bool = True, rehash: bool = True) -> dict:
             try:
                 check_chain(body, bodies.get(seq - 1), f"registry commit {seq}")
             except RegistryError as exc:
+                # no path: either commit of the broken link may be the one replaced
                 problems.append({"problem": "commit chain broken", "seq": seq,
                                  "detail": str(exc)})
     cps = log.checkpoints()
     for last in cps:
+        path = fs.path(checkpoint_key(last))
         try:
             _first, rows = log.read_checkpoint(last)
-        except RegistryError as exc:
-            problems.append({"problem": "checkpoint unreadable", "checkpoint": last, "detail": str(exc)})
+        except (RegistryError, OSError) as exc:
+            problems.append({"problem": "checkpoint unreadable", "checkpoint": last,
+                             "path": path, "detail": str(exc)})
             continue
+        raw = fs.read_bytes(checkpoint_key(last))
+        footer = _verify_arrow_footer(raw, read_ipc(raw, path, compressed=True,
+                                                    max_raw=64 * len(raw) + (64 << 20),
+                                                    error=RegistryCorruption))
+        if footer:
+            problems.append({"problem": "checkpoint unreadable", "checkpoint": last,
+                             "path": path, "detail": footer})
         for seq, text in rows:
-            if seq in bodies and json.loads(text) != bodies[seq]:
+            try:
+                same = seq not in bodies or json.loads(text) == bodies[seq]
+            except (ValueError, RecursionError):
+                same = False
+            if not same:
                 problems.append({"problem": "checkpoint differs from the commit file",
-                                 "checkpoint": last, "seq": seq})
+                                 "checkpoint": last, "seq": seq, "path": path})
     states = log.states()
     for seq in states:
         try:
             log.read_state(seq)
-        except RegistryError as exc:
-            problems.append({"problem": "index snapshot unreadable", "state": seq, "detail": str(exc)})
+        except (RegistryError, OSError) as exc:
+            problems.append({"problem": "index snapshot unreadable", "state": seq,
+                             "path": fs.path(state_key(seq)), "detail": str(exc)})
+    _verify_metric_segments(reg, problems)
     rows = reg.index.query("SELECT name, version, content FROM versions WHERE deleted=0")
     if content:
-        reg.store.reload()  # see packs other processes published
+        st = reg.store
+        st.reload()  # see packs other processes published
         hashed: dict[bytes, str | None] = {}  # chunk id -> why it is damaged, or None
+
+        def damage(cid: bytes) -> str | None:
+            """Why stored chunk ``cid`` is damaged (naming its pack), or None."""
+            if cid not in hashed:
+                try:
+                    st.read_chunk(cid)
+                    hashed[cid] = None
+                except StoreError as exc:
+                    hashed[cid] = str(exc)
+            return hashed[cid]
+
+        def pack_of(cid: bytes) -> str | None:
+            try:
+                return fs.path(pack_key(st.locate(cid).pack_id, "pack"))
+            except StoreError:
+                return None
+
         for name, version, c in rows:
             ref = f"{name}:v{version}"
             try:
-                man = mf.from_bytes(reg.store.get_blob(json.loads(c)["manifest"]), f"manifest of {ref}")
+                blob = json.loads(c)["manifest"]
+                mids = [bytes.fromhex(cid) for cid, _n in blob["chunks"]]
+                bad = [cid for cid in mids if damage(cid) is not None]
+                if bad:  # its manifest's chunks: missing, or in the pack named
+                    p = {"problem": "content unreadable", "version": ref,
+                         "detail": hashed[bad[0]]}
+                    if pack_of(bad[0]):
+                        p["path"] = pack_of(bad[0])
+                    problems.append(p)
+                    continue
+                man = mf.from_bytes(st.get_blob(blob), f"manifest of {ref}")
                 ids = [ch["id"] for chunks in man.column("chunks").to_pylist() for ch in chunks or []]
-                have = reg.store.index.contains(ids) if ids else []
+                have = st.index.contains(ids) if ids else []
                 missing = len(ids) - int(sum(have))
                 if missing:
                     problems.append({"problem": "chunks missing", "version": ref, "missing": missing})
                 if rehash:
-                    bad = []
-                    for cid, ok in zip(ids, have):
-                        if not ok:
-                            continue
-                        if cid not in hashed:
-                            try:
-                                reg.store.read_chunk(cid)
-                                hashed[cid] = None
-                            except StoreError as exc:
-                                hashed[cid] = str(exc)
-                        if hashed[cid] is not None:
-                            bad.append(hashed[cid])
+                    bad = [cid for cid, ok in zip(ids, have) if ok and damage(cid) is not None]
                     if bad:
+                        packs = sorted({p for p in map(pack_of, bad) if p})
                         problems.append({"problem": "chunks corrupted", "version": ref,
-                                         "corrupted": len(bad), "detail": bad[0]})
+                                         "corrupted": len(bad), "path": packs[0],
+                                         "packs": packs, "detail": hashed[bad[0]]})
             except StoreError as exc:
                 problems.append({"problem": "content unreadable", "version": ref, "detail": str(exc)})
     return {"ok": not problems, "commits": head, "unchecked_commits": unchecked,
             "checkpoints": len(cps), "states": len(states), "versions": len(rows),
             "problems": problems}
+
+
+def _verify_arrow_footer(data: bytes, table: pa.Table) -> str | None:
+    """Why the footer of the Arrow IPC file ``data`` (whose messages, read without it,
+    hold ``table``) does not index the same table, or None. The engine's own readers
+    of checkpoints skip the footer, but it is part of the file, and other Arrow readers
+    (and the metric readers) go through it."""
+    def plain(t: pa.Table) -> bytes:  # compared as bytes: NaN equals NaN, bit for bit
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, t.schema) as w:
+            w.write_table(t.combine_chunks())
+        return sink.getvalue().to_pybytes()
+
+    try:
+        t = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+        same = plain(t) == plain(table)  # the schema's metadata too
+    except (pa.ArrowException, OSError, ValueError, MemoryError) as exc:
+        return f"its footer does not read: {str(exc)[:200]}"
+    return None if same else "its footer indexes a table other than its messages hold"
+
+
+def _verify_metric_segments(reg, problems: list) -> None:
+    """Every metric segment of every run reads as a table of the metric schema, and a
+    finished run's segments hold what its ``run_end`` summary says (points per key, the
+    last step, and the last, smallest and largest value). A changed value that none of these repeat
+    cannot be seen: segments carry no checksum (docs/faults.md)."""
+    import math
+
+    from .errors import RegistryCorruption
+
+    fs = reg.log.fs
+    for run_id, status, metrics in reg.index.query("SELECT run_id, status, metrics FROM runs"):
+        d = metrics_dir(run_id)
+        seen: dict[str, list] = {}
+        ok = True
+        for f in fs.list(d):
+            if not (f.startswith("metrics-") and f.endswith(".arrow")):
+                continue
+            path = fs.path(f"{d}/{f}")
+            try:
+                t = read_segment(fs, f"{d}/{f}")  # as the readers read it
+                data = fs.read_bytes(f"{d}/{f}")
+            except (RegistryCorruption, OSError) as exc:
+                problems.append({"problem": "metric segment unreadable", "run": run_id,
+                                 "path": path, "detail": str(exc)})
+                ok = False
+                continue
+            footer = _verify_arrow_footer(data, t)
+            if footer:
+                problems.append({"problem": "metric segment unreadable", "run": run_id,
+                                 "path": path, "detail": footer})
+                ok = False
+                continue
+            for k, step, v in zip(t.column("key").to_pylist(), t.column("step").to_pylist(),
+                                  t.column("value").to_pylist()):
+                seen.setdefault(k, []).append((step, float("nan") if v is None else v))
+        segments = [f for f in fs.list(d) if f.startswith("metrics-") and f.endswith(".arrow")]
+        # one segment: it is the file to blame; several: any of them may be
+        where = fs.path(f"{d}/{segments[0]}") if len(segments) == 1 else fs.path(d)
+        summary = json.loads(metrics) if metrics else {}
+        if not ok or status == "RUNNING" or not isinstance(summary, dict):
+            continue
+        for key, want in summary.items():
+            vals = seen.get(key, [])
+            if not isinstance(want, dict) or not vals:
+                continue
+            fin = [v for _, v in vals if not math.isnan(v)]
+            got = {"count": len(vals), "step": vals[-1][0], "last": vals[-1][1],
+                   "min": min(fin) if fin else None, "max": max(fin) if fin else None}
+            differ = sorted(k for k, v in got.items() if k in want and want[k] is not None
+                            and v != want[k] and not (isinstance(v, float) and math.isnan(v)))
+            if differ:
+                problems.append({"problem": "metric segments differ from the run's summary",
+                                 "run": run_id, "key": key, "fields": differ, "path": where})
 
 
 class RegistryViews:

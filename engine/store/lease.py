@@ -105,18 +105,30 @@ def _acquire(store, kind: str, what: str) -> _Held:
     body = {"kind": kind, "what": what, "host": _HOST, "pid": os.getpid(),
             "started": time.time()}
     raw = json.dumps(body).encode()
-    if store.fs.local:  # one create, no rename: the name is new (a torn body reads as live)
+    if store.fs.local:
+        # written under a dot-temporary name, then renamed: a full disk or a kill never
+        # leaves an empty lock file that would count as live (gc removes dot-temporaries)
         path = store.fs.path(key)
+        tmp = store.fs.path(f"{LOCK_DIR}/.{kind}-{token}.tmp")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileNotFoundError:
             store.fs.makedirs(LOCK_DIR, durable=False)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            store.fs.adopt(fd)  # a shared store's group may remove it when stale
-            os.write(fd, raw)
-        finally:
-            os.close(fd)
+            try:
+                store.fs.adopt(fd)  # a shared store's group may remove it when stale
+                if os.write(fd, raw) != len(raw):
+                    raise OSError(f"short write of lock file {tmp}")
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
     else:
         store.fs.write_atomic(key, raw, fsync=False)
     h = _Held(store, key)

@@ -265,7 +265,10 @@ class Store:
         #: the BLAKE3 key of chunk ids (None: plain BLAKE3-256, a plain store)
         self.id_key: bytes | None = None if self.cipher is None else self.cipher.id_key
         c = self.config["chunking"]
-        self.params = CdcParams(c["avg_size"], c["min_size"], c["max_size"])
+        try:
+            self.params = CdcParams(c["avg_size"], c["min_size"], c["max_size"])
+        except (ValueError, TypeError) as exc:
+            raise StoreCorruption(f"{self.root}/{CONFIG_KEY} has invalid chunk sizes: {exc}") from None
         self.pack_max_bytes = int(self.config.get("pack_max_bytes", 64 << 20))
         #: No stored chunk is larger (data chunks and metadata blobs): lengths read from
         #: disk are held to it before anything is allocated.

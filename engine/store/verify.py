@@ -17,6 +17,7 @@ import blake3
 
 from ..progress import Progress
 from .errors import StoreCorruption, StoreError
+from .pack import FORMAT_VERSION as PACK_FORMAT_VERSION
 from .pack import HEADER, PACK_MAGIC, RECORD, decode_index, decompress, pack_key
 from .roots import live_chunks
 
@@ -56,7 +57,7 @@ def check_chunk(pack: bytes, entry, limit: int | None = None, *, store=None) -> 
     raw, codec = int(entry["raw"]), int(entry["codec"])
     if off + stored > len(pack) or off < HEADER.size + RECORD.size:
         return "record lies outside the pack (truncated pack?)"
-    if RECORD.unpack_from(pack, off - RECORD.size) != (cid, codec, raw, stored):
+    if bytes(pack[off - RECORD.size:off]) != RECORD.pack(cid, codec, raw, stored):  # pads too
         return "record header does not match the index"
     payload = memoryview(pack)[off:off + stored]
     if store is not None:
@@ -126,7 +127,7 @@ def verify_store(store, *, sample: float | None = None, seed: int | None = None,
                                        "detail": str(exc)}, ids))
                 bar.advance(len(entries))
                 continue
-            if pack[:8] != PACK_MAGIC:
+            if bytes(pack[:HEADER.size]) != HEADER.pack(PACK_MAGIC, PACK_FORMAT_VERSION, 0):
                 pack_problems.append(({"problem": "pack header damaged", "pack": pid,
                                        "path": store.fs.path(pkey)}, ids))
             for e, cid in zip(entries, ids):
