@@ -40,14 +40,41 @@ METRIC_SCHEMA = pa.schema([("key", pa.string()), ("step", pa.int64()), ("value",
                            ("time", pa.float64())])
 
 
-def read_segment(fs, key: str) -> pa.Table:
+def read_segment(fs, key: str, *, keep_metadata: bool = False) -> pa.Table:
     """The points of one metric segment file, checked (schema, buffer bounds, at most 64x
     its size uncompressed); :class:`RegistryCorruption` naming the file otherwise."""
     from ..store.ipc import read_ipc
 
     data = fs.read_bytes(key)
-    return read_ipc(data, f"metric segment {fs.path(key)}", file=True, schema=METRIC_SCHEMA,
-                    compressed=True, max_raw=64 * len(data) + (64 << 20), error=RegistryCorruption)
+    where = f"metric segment {fs.path(key)}"
+    t = read_ipc(data, where, file=True, schema=METRIC_SCHEMA, compressed=True,
+                 max_raw=64 * len(data) + (64 << 20), error=RegistryCorruption)
+    want = (t.schema.metadata or {}).get(DIGEST_KEY)
+    if want is not None and want.decode("ascii", "replace") != segment_digest(t):
+        raise RegistryCorruption(f"{where} fails its checksum: a value was changed after it "
+                                 "was written")
+    return t if keep_metadata else t.replace_schema_metadata(None)
+
+
+#: The schema metadata key of a segment's checksum (segments written before it have none).
+DIGEST_KEY = b"mlops.blake3"
+
+
+def segment_digest(t: pa.Table) -> str:
+    """BLAKE3 (hex) of a segment's points: keys, then steps, values and times as little-endian
+    int64/float64 (a null as NaN), so that any changed point is seen."""
+    import blake3
+    import numpy as np
+
+    h = blake3.blake3()
+    for k in t.column("key").to_pylist():
+        h.update(b"\x01" + k.encode() if k is not None else b"\x00")
+    for name, dt in (("step", "<i8"), ("value", "<f8"), ("time", "<f8")):
+        col = t.column(name)
+        arr = col.to_numpy() if col.null_count == 0 else np.asarray(
+            [float("nan") if v is None else v for v in col.to_pylist()], dtype="<f8")
+        h.update(np.ascontiguousarray(arr, dtype=dt if col.null_count == 0 else "<f8").tobytes())
+    return h.hexdigest()
 STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
 
 
@@ -307,6 +334,7 @@ class Run:
             return
         t = table_from_columns({"key": self._keys, "step": self._steps, "value": self._values,
                                 "time": self._times}, METRIC_SCHEMA)
+        t = t.replace_schema_metadata({DIGEST_KEY: segment_digest(t).encode()})
         sink = pa.BufferOutputStream()
         with pa.ipc.new_file(sink, t.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
             w.write_table(t)

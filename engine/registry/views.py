@@ -434,8 +434,9 @@ def _verify_arrow_footer(data: bytes, table: pa.Table) -> str | None:
 def _verify_metric_segments(reg, problems: list) -> None:
     """Every metric segment of every run reads as a table of the metric schema, and a
     finished run's segments hold what its ``run_end`` summary says (points per key, the
-    last step, and the last, smallest and largest value). A changed value that none of these repeat
-    cannot be seen: segments carry no checksum (docs/faults.md)."""
+    last step, and the last, smallest and largest value). Segments written since issue 15
+    carry a checksum (``read_segment`` checks it); in older ones a changed value that none
+    of these repeat cannot be seen."""
     import math
 
     from .errors import RegistryCorruption
@@ -450,7 +451,7 @@ def _verify_metric_segments(reg, problems: list) -> None:
                 continue
             path = fs.path(f"{d}/{f}")
             try:
-                t = read_segment(fs, f"{d}/{f}")  # as the readers read it
+                t = read_segment(fs, f"{d}/{f}", keep_metadata=True)  # as readers do
                 data = fs.read_bytes(f"{d}/{f}")
             except (RegistryCorruption, OSError) as exc:
                 problems.append({"problem": "metric segment unreadable", "run": run_id,

@@ -1,6 +1,5 @@
 """The defects the fault suites found (docs/faults.md, "Defects the suites found"), each
-reproduced by one deterministic test. The fixed ones pass; the open one (D4) is marked
-``xfail(strict=True)``, so that its fix fails the run until the marker is removed.
+reproduced by one deterministic test; all are fixed, so each test checks the fix.
 """
 
 from __future__ import annotations
@@ -149,9 +148,6 @@ def run_store(tmp_path):
     return root, run.id, seg
 
 
-@pytest.mark.xfail(strict=True, reason="D4: metric segments carry no checksum: a changed value "
-                   "that is not the last, smallest or largest (which run_end's summary repeats) "
-                   "is returned by metric_history and not seen by verify")
 def test_d4_a_changed_metric_value_is_reported(run_store):
     import pyarrow as pa
 
@@ -167,9 +163,13 @@ def test_d4_a_changed_metric_value_is_reported(run_store):
         w.write_table(t)
     with open(seg, "wb") as f:
         f.write(sink.getvalue().to_pybytes())
+    from engine.registry import RegistryCorruption
+
     with Registry(root, create=False, index_path=":memory:") as reg:
-        assert reg.metric_history(run_id).column("value")[10].as_py() == 0.5
-        assert not reg.verify()["ok"]
+        with pytest.raises(RegistryCorruption, match=r"metrics-000001\.arrow fails its checksum"):
+            reg.metric_history(run_id)  # never the changed value
+        rep = reg.verify()
+        assert not rep["ok"] and seg in [p.get("path") for p in rep["problems"]], rep["problems"]
 
 
 def test_d5_a_damaged_metric_segment_is_reported_and_never_misread(run_store):
