@@ -74,6 +74,15 @@ def number_above(low: float, what: str, *, finite: bool = False, or_equal: bool 
     return parse
 
 
+def add_wait(p: argparse.ArgumentParser) -> None:
+    """``--wait SECONDS`` of the commands that take the store's gc lock (gc, purge): how long
+    to wait for snapshots and registrations in progress before refusing."""
+    p.add_argument("--wait", type=number_above(0, "a number of seconds >= 0", finite=True,
+                                               or_equal=True), default=0.0, metavar="SECONDS",
+                   help="wait up to this long for snapshots and registrations in progress on "
+                   "the store (default 0: refuse at once, exit 1)")
+
+
 def key_value(kind: str):
     """argparse type of ``--metric/--param/--tag KEY=VALUE`` -> ``(key, value)``.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import add_common, add_group, number_above
+from .args import add_common, add_group, add_wait
 from .format import bar, count, human_bytes, out, table
 
 
@@ -265,10 +265,7 @@ def add_parser(sub, parser_class) -> None:
     p.add_argument("--keep-last", type=int, default=None, help="keep the newest N versions of each dataset")
     p.add_argument("--grace", type=float, default=60.0,
                    help="seconds; younger packs and temporaries are left alone (default 60)")
-    p.add_argument("--wait", type=number_above(0, "a number of seconds >= 0", finite=True, or_equal=True),
-                   default=0.0, metavar="SECONDS",
-                   help="wait up to this long for snapshots and registrations in progress "
-                   "(default 0: refuse at once)")
+    add_wait(p)
     p.add_argument("--dry-run", action="store_true", help="report, change nothing")
     _add_key_options(p)
     add_common(p)
@@ -284,9 +281,7 @@ def add_parser(sub, parser_class) -> None:
                         "finish. A purge that was killed is reported by verify; run it again.")
     p.add_argument("ref", help="version reference (NAME:vN, NAME@latest, NAME, id prefix)")
     p.add_argument("--reason", default=None, help="why (recorded in the tombstone)")
-    p.add_argument("--wait", type=number_above(0, "a number of seconds >= 0", finite=True,
-                                               or_equal=True), default=0.0, metavar="SECONDS",
-                   help="wait up to this long for writers of the store (default 0: refuse at once)")
+    add_wait(p)
     p.add_argument("--dry-run", action="store_true", help="report what would be removed, change nothing")
     _add_key_options(p)
     add_common(p)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .args import add_command, add_common, add_group, key_value, number_above, open_registry
+from .args import add_command, add_common, add_group, add_wait, key_value, open_registry
 from .format import count, human_bytes, kvs, out, table, value, when
 
 
@@ -365,9 +365,7 @@ def add_parser(sub, parser_class) -> None:
                      "mlops model purge clf:v3 --dry-run --json"], cmd_purge)
     p.add_argument("ref", help="version reference (NAME:vN, NAME@ALIAS)")
     p.add_argument("--reason", default=None, help="why (recorded in the tombstone commit)")
-    p.add_argument("--wait", type=number_above(0, "a number of seconds >= 0", finite=True,
-                                               or_equal=True), default=0.0, metavar="SECONDS",
-                   help="wait up to this long for writers of the store (default 0: refuse at once)")
+    add_wait(p)
     p.add_argument("--dry-run", action="store_true", help="report what would be removed, change nothing")
     add_common(p)
 
