@@ -15,7 +15,7 @@ from ..store.gc import GcReport, check_options, collect
 from ..store.lease import gc_lock
 from ..store.roots import load_providers
 from .ingest import using_store
-from .roots import NAME
+from .roots import NAME, unshared_chunks
 from .version import (
     KIND,
     Version,
@@ -207,9 +207,7 @@ def purge(ref, *, store=None, reason: str | None = None, wait: float = 0.0,
     import json
 
     from ..store.purge import drop_chunks
-    from ..store.roots import live_set
     from ..store.store import now_iso, who
-    from .roots import manifest_chunks
 
     if reason is not None and not isinstance(reason, str):
         raise TypeError(f"reason must be a str, got {type(reason).__name__}")
@@ -224,21 +222,15 @@ def purge(ref, *, store=None, reason: str | None = None, wait: float = 0.0,
             if not dry_run:  # first: from now on the version is not live, nor readable
                 st.fs.write_atomic(key, json.dumps(with_checksum({**tomb, "pending": blob}),
                                                    indent=1, sort_keys=True).encode())
-            targets: set[bytes] = set()
-            try:
-                for cid in manifest_chunks(st, blob, label):
-                    targets.add(cid)
-            except StoreCorruption:
-                pass  # a purge run again after the manifest's chunks went: its own are known
-            live = live_set(st, providers, {NAME: {label}} if dry_run else None)
-            gone = targets - live
+            gone, kept = unshared_chunks(st, blob, label, providers,
+                                         {NAME: {label}} if dry_run else None)
             if dry_run:
-                return PurgeResult(label, len(gone), 0, 0, len(targets) - len(gone), True)
+                return PurgeResult(label, len(gone), 0, 0, kept, True)
             rep = drop_chunks(st, gone, what=f"purge {label}")
             st.fs.write_atomic(key, json.dumps(with_checksum(tomb), indent=1,
                                                sort_keys=True).encode())
             return PurgeResult(label, rep.chunks_removed, rep.bytes_removed, rep.packs_rewritten,
-                               len(targets) - len(gone))
+                               kept)
 
 
 def _purge_target(st, ref) -> tuple[str, int, dict]:

@@ -63,6 +63,24 @@ def manifest_chunks(store, blob: dict, label: str) -> Iterator[bytes]:
         yield from ids
 
 
+def unshared_chunks(store, blob: dict, label: str, providers: dict,
+                    ignore: dict | None = None) -> tuple[set[bytes], int]:
+    """For a purge of version ``label`` (manifest ``blob``): the ids of its chunks that no
+    live root uses (``ignore``: provider name -> labels to count as gone, a dry run's own
+    version), and how many of its chunks other versions still use. A manifest whose chunks
+    a killed purge already removed counts only its own chunks."""
+    from ..store.roots import live_set
+
+    targets: set[bytes] = set()
+    try:
+        for cid in manifest_chunks(store, blob, label):
+            targets.add(cid)
+    except StoreCorruption:
+        pass  # a purge run again after the manifest's chunks went: its own are known
+    gone = targets - live_set(store, providers, ignore)
+    return gone, len(targets) - len(gone)
+
+
 def _version_chunks(store, name: str, number: int, label: str) -> Iterator[bytes]:
     try:
         v = read_version(store, name, number)

@@ -16,7 +16,7 @@ import contextlib
 from ..store import StoreCorruption
 from ..store.lease import gc_lock
 from ..store.purge import drop_chunks
-from ..store.roots import live_set, load_providers
+from ..store.roots import load_providers
 from .errors import UnknownReference
 from .models import VERSION_COLUMNS, version_from_row
 from .refs import parse_ref
@@ -38,7 +38,7 @@ def _target(reg, ref):
 
 def purge(reg, ref, reason: str | None = None, wait: float = 0.0, dry_run: bool = False) -> dict:
     """See :meth:`Registry.purge`."""
-    from ..data.roots import manifest_chunks  # not at import: `import engine.registry` stays light
+    from ..data.roots import unshared_chunks  # not at import: `import engine.registry` stays light
 
     if reason is not None and not isinstance(reason, str):
         raise TypeError(f"reason must be a str, got {type(reason).__name__}")
@@ -61,15 +61,9 @@ def purge(reg, ref, reason: str | None = None, wait: float = 0.0, dry_run: bool 
         blob = mv.content.get("manifest") if isinstance(mv.content, dict) else None
         if not isinstance(blob, dict):
             raise StoreCorruption(f"{label}: its commit names no manifest; nothing was removed")
-        targets: set[bytes] = set()
-        try:
-            for cid in manifest_chunks(reg.store, blob, label):
-                targets.add(cid)
-        except StoreCorruption:
-            pass  # purged again after its manifest's chunks went: its own chunks are known
-        live = live_set(reg.store, providers, {ROOTS_NAME: {label}} if dry_run else None)
-        gone = targets - live
-        out = {"version": label, "dry_run": dry_run, "chunks_kept": len(targets) - len(gone)}
+        gone, kept = unshared_chunks(reg.store, blob, label, providers,
+                                     {ROOTS_NAME: {label}} if dry_run else None)
+        out = {"version": label, "dry_run": dry_run, "chunks_kept": kept}
         if dry_run:
             return {**out, "chunks_removed": len(gone), "bytes_removed": 0, "packs_rewritten": 0}
         rep = drop_chunks(reg.store, gone, what=f"purge {label}")

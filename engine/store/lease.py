@@ -42,6 +42,7 @@ import weakref
 from contextlib import contextmanager
 
 from .errors import StoreBusy
+from .fs import _unlink_quiet
 
 LOCK_DIR = "locks"
 EPOCH_KEY = f"{LOCK_DIR}/gc.epoch"
@@ -124,10 +125,7 @@ def _acquire(store, kind: str, what: str) -> _Held:
                 os.close(fd)
             os.rename(tmp, path)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            _unlink_quiet(tmp)
             raise
     else:
         store.fs.write_atomic(key, raw, fsync=False)
