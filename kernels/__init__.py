@@ -14,6 +14,7 @@ extensions are imported by the registry on first use.
 
 from . import (
     drift,  # noqa: F401  (registers the drift kernels; imports only NumPy)
+    gather,  # noqa: F401  (registers gather_ranges; imports only NumPy)
     guard,  # noqa: F401  (registers the guard's batch kernels; imports only NumPy)
 )
 from ._registry import (

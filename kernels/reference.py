@@ -391,3 +391,15 @@ def chi2(rc, cc, offsets, log_likelihood, correction):
         stat[c] = np.sum(terms)
         pval[c] = chi2_sf(float(dof[c]), float(stat[c]))
     return stat, pval, dof
+
+
+# ---------------------------------------------------------------------------
+# Moving chunks off a device (engine.store.pipeline.ChunkSink.put_device)
+# ---------------------------------------------------------------------------
+
+
+def gather_ranges(buf, starts, lengths):
+    """``buf[starts[i]:starts[i] + lengths[i]]`` for every ``i``, concatenated (uint8)."""
+    data = np.frombuffer(buf, dtype=np.uint8) if not isinstance(buf, np.ndarray) else buf
+    parts = [data[int(s):int(s) + int(n)] for s, n in zip(starts, lengths)]
+    return np.concatenate(parts).astype(np.uint8) if parts else np.empty(0, np.uint8)

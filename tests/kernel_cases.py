@@ -437,6 +437,23 @@ def text_cases():
 
 
 # ---------------------------------------------------------------------------
+def _gather_ranges() -> list[tuple[str, tuple]]:
+    rng = np.random.default_rng(11)
+    buf = rng.integers(0, 256, 5000, dtype=np.uint8)
+    n = 200
+    starts = rng.integers(0, 4000, n).astype(np.int64)
+    lengths = rng.integers(0, 1000, n).astype(np.int64)
+    return [
+        ("random ranges, overlapping, some empty", (buf, starts, lengths)),
+        ("one range: the whole buffer", (buf, np.array([0], np.int64), np.array([5000], np.int64))),
+        ("last byte only, repeated", (buf, np.full(7, 4999, np.int64), np.ones(7, np.int64))),
+        ("every range empty", (buf, np.arange(5, dtype=np.int64), np.zeros(5, np.int64))),
+        ("no ranges", (buf, np.empty(0, np.int64), np.empty(0, np.int64))),
+        ("empty buffer, no ranges", (np.empty(0, np.uint8), np.empty(0, np.int64),
+                                     np.empty(0, np.int64))),
+    ]
+
+
 # kernel id -> cases
 # ---------------------------------------------------------------------------
 
@@ -447,6 +464,7 @@ CASES: dict[str, KernelCases] = {
     "cdc_scan": KernelCases(_cdc_scan, _cdc_scan_outputs),
     "cdc_candidates": KernelCases(_cdc_candidates),
     "cdc_resolve": KernelCases(_cdc_resolve),
+    "gather_ranges": KernelCases(_gather_ranges),
     "sort_packed": KernelCases(_sort_packed, _sort_packed_outputs),
     "sort_segments": KernelCases(_sort_segments, lambda result, args: (result, args[0])),
     "std": KernelCases(_one_sample, compare=_std_compare(None)),

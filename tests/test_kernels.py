@@ -10,6 +10,7 @@ import pytest
 from kernel_cases import CASES, copy_args
 
 from engine import kernels as K
+from engine.kernels import _registry
 
 KERNELS = K.kernels()
 PAIRS = [(k, b) for k in KERNELS for b in K.backends(k) if b != "reference"]
@@ -64,6 +65,29 @@ def test_backend_matches_reference(kernel, backend):
         spec.check(got, want, args, f"{kernel}/{backend}: {label}")
         ran += 1
     assert ran, f"backend {backend!r} of {kernel!r} is usable for none of its cases: add some"
+
+
+CUDA_KERNELS = [k for k in KERNELS if "cuda" in K.backends(k)]
+
+
+def cuda_function(kernel: str):
+    """The ``cuda`` backend's function itself, bypassing the registry's loader (which fails
+    without a GPU): the emulation runs it."""
+    import importlib
+
+    target = _registry._impls(kernel)["cuda"].target
+    return getattr(importlib.import_module(target.module, "engine.kernels"), kernel)
+
+
+@pytest.mark.parametrize("kernel", CUDA_KERNELS)
+def test_cuda_backend_matches_reference(kernel, cuda_device):
+    """Every ``cuda`` backend on every case, on the emulator (threads forward and reversed)
+    and on the GPU where there is one."""
+    spec, fn = CASES[kernel], cuda_function(kernel)
+    for label, args, want in reference_outputs(kernel):
+        run_args = copy_args(args)
+        got = spec.outputs(fn(*run_args), run_args)
+        spec.check(got, want, args, f"{kernel}/cuda on {cuda_device.name}: {label}")
 
 
 def test_cases_do_not_share_arrays_with_the_reference_run():
