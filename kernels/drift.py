@@ -37,13 +37,17 @@ id names it everywhere: kernel ``psi`` is ``reference.psi`` and
 ``psi_columns`` (numeric samples, binned) and ``psi_counts_columns``
 (category counts). The ``reference`` backends are in ``reference.py``; the
 ``numba`` ones in ``drift_numba.py`` (samples), ``drift_counts_numba.py``
-(counts) and ``sort_numba.py`` (the sort), parallel over columns.
+(counts) and ``sort_numba.py`` (the sort), parallel over columns; the ``cuda``
+ones in ``drift_cuda.py`` and ``drift_counts_cuda.py`` (CuPy, batches of columns,
+threads over values), chosen where a GPU is present for inputs of at least
+``cuda_runtime.MIN_HOST_BYTES``.
 ``backend=`` or ``MLOPS_BACKEND`` forces one. The kernels are registered below,
 when ``engine.kernels`` is imported; numba loads on first use.
 """
 
 from __future__ import annotations
 
+from . import cuda_runtime
 from ._registry import register_kernel, renamed_module_attrs
 from .drift_columns import (  # noqa: F401  (constants re-exported for callers)
     DEFAULT_BINS,
@@ -78,22 +82,38 @@ from .drift_numeric import (
 )
 
 _REF = ".reference"
+_cuda = cuda_runtime.loader
+_ON_GPU = {"cuda": cuda_runtime.usable}
 # samples: sort, then tests and distances that walk sorted columns
-register_kernel("sort_packed", reference=_REF, numba=".sort_numba")
-register_kernel("sort_segments", reference=_REF, numba=".sort_numba")
-register_kernel("std", reference=_REF, numba=".drift_numba")
-register_kernel("bin_sorted", reference=_REF, numba=".drift_numba")
-register_kernel("histogram", reference=_REF, numba=".drift_numba")
-register_kernel("ks_2samp", reference=_REF, numba=".drift_numba")
-register_kernel("wasserstein", reference=_REF, numba=".drift_numba")
-register_kernel("cvm_2samp", reference=_REF, numba=".drift_numba")
-register_kernel("numeric_drift", reference=_REF, numba=".drift_numba")
+register_kernel("sort_packed", reference=_REF, numba=".sort_numba",
+                cuda=_cuda(".drift_cuda", "sort_packed"), is_usable_for=_ON_GPU)
+register_kernel("sort_segments", reference=_REF, numba=".sort_numba",
+                cuda=_cuda(".drift_cuda", "sort_segments"), is_usable_for=_ON_GPU)
+register_kernel("std", reference=_REF, numba=".drift_numba",
+                cuda=_cuda(".drift_cuda", "std"), is_usable_for=_ON_GPU)
+register_kernel("bin_sorted", reference=_REF, numba=".drift_numba",
+                cuda=_cuda(".drift_cuda", "bin_sorted"), is_usable_for=_ON_GPU)
+register_kernel("histogram", reference=_REF, numba=".drift_numba",
+                cuda=_cuda(".drift_cuda", "histogram"), is_usable_for=_ON_GPU)
+register_kernel("ks_2samp", reference=_REF, numba=".drift_numba",
+                cuda=_cuda(".drift_cuda", "ks_2samp"), is_usable_for=_ON_GPU)
+register_kernel("wasserstein", reference=_REF, numba=".drift_numba",
+                cuda=_cuda(".drift_cuda", "wasserstein"), is_usable_for=_ON_GPU)
+register_kernel("cvm_2samp", reference=_REF, numba=".drift_numba",
+                cuda=_cuda(".drift_cuda", "cvm_2samp"), is_usable_for=_ON_GPU)
+register_kernel("numeric_drift", reference=_REF, numba=".drift_numba",
+                cuda=_cuda(".drift_cuda", "numeric_drift"), is_usable_for=_ON_GPU)
 # counts: binned samples or categories
-register_kernel("psi", reference=_REF, numba=".drift_counts_numba")
-register_kernel("jensenshannon", reference=_REF, numba=".drift_counts_numba")
-register_kernel("hellinger", reference=_REF, numba=".drift_counts_numba")
-register_kernel("linf", reference=_REF, numba=".drift_counts_numba")
-register_kernel("chi2", reference=_REF, numba=".drift_counts_numba")
+register_kernel("psi", reference=_REF, numba=".drift_counts_numba",
+                cuda=_cuda(".drift_counts_cuda", "psi"), is_usable_for=_ON_GPU)
+register_kernel("jensenshannon", reference=_REF, numba=".drift_counts_numba",
+                cuda=_cuda(".drift_counts_cuda", "jensenshannon"), is_usable_for=_ON_GPU)
+register_kernel("hellinger", reference=_REF, numba=".drift_counts_numba",
+                cuda=_cuda(".drift_counts_cuda", "hellinger"), is_usable_for=_ON_GPU)
+register_kernel("linf", reference=_REF, numba=".drift_counts_numba",
+                cuda=_cuda(".drift_counts_cuda", "linf"), is_usable_for=_ON_GPU)
+register_kernel("chi2", reference=_REF, numba=".drift_counts_numba",
+                cuda=_cuda(".drift_counts_cuda", "chi2"), is_usable_for=_ON_GPU)
 
 # Public names before one statistic got one name (deprecated, one release).
 __getattr__ = renamed_module_attrs(__name__, {

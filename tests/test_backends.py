@@ -206,11 +206,12 @@ def test_import_engine_is_light():
 
 
 def test_drift_kernels_registered_by_importing_kernels():
-    # `import engine.kernels` alone registers them, and loads neither numba nor scipy
+    # `import engine.kernels` alone registers them, and loads neither numba, scipy nor cupy
     code = (
         "import sys, engine.kernels as K;"
         "print(K.backends('ks_2samp'), K.backends('sort_packed'), K.backends('chi2'),"
-        " [m for m in ('numba', 'scipy') if m in sys.modules])"
+        " [m for m in ('numba', 'scipy', 'cupy') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['numba', 'reference'] ['numba', 'reference'] ['numba', 'reference'] []"
+    both = "['cuda', 'numba', 'reference']"
+    assert out.stdout.strip() == f"{both} {both} {both} []"
