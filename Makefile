@@ -2,6 +2,7 @@
 #   make demo   create .venv, install, run the end-to-end demo
 #   make test   create/update .venv, install .[dev], run the tests
 #   make bench  run the benchmarks (see docs/benchmarks.md)
+#   make test-gpu, make bench-gpu   the GPU tests and benchmark, on a CUDA node
 #   make soak   the long fault, fuzz, race and object-storage runs (see docs/faults.md)
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ TORCH_VERSION ?= 2.13.0
 PIP_FLAGS ?= -q --disable-pip-version-check
 BENCH_SIZE ?= 1GiB
 
-.PHONY: demo test soak bench bench-startup bench-data bench-data-large bench-dist bench-peers bench-registry bench-drift-peers bench-drift-large lint venv install install-dev install-torch clean
+.PHONY: demo test test-gpu bench-gpu soak bench bench-startup bench-data bench-data-large bench-dist bench-peers bench-registry bench-drift-peers bench-drift-large lint venv install install-dev install-torch clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,19 @@ test: install-dev install-torch
 	NUMBA_CACHE_DIR=$(abspath $(VENV))/numba-doctest-cache \
 		$(PY) -m pytest --doctest-modules engine kernels -q --ignore=engine/chunking.py
 	$(PY) -m pytest
+
+# On a CUDA node: CuPy for its driver (GPU_EXTRA=gpu for CUDA 12, gpu13 for CUDA 13), then
+# every kernel test on the GPU (MLOPS_CUDA_MIN_BYTES=0: the cuda backend takes even the small
+# cases) and the GPU benchmark (see docs/gpu.md and docs/benchmarks.md).
+GPU_EXTRA ?= gpu13
+test-gpu: install-dev install-torch
+	$(PIP) install $(PIP_FLAGS) -e '.[$(GPU_EXTRA)]'
+	MLOPS_CUDA_MIN_BYTES=0 $(PY) -m pytest -q -m gpu tests
+	MLOPS_CUDA_MIN_BYTES=0 $(PY) -m pytest -q tests/test_kernels.py tests/test_cuda_runtime.py
+
+bench-gpu: install-dev install-torch
+	$(PIP) install $(PIP_FLAGS) -e '.[$(GPU_EXTRA)]'
+	$(PY) bench/bench_gpu.py
 
 # Long runs of what `make test` samples (about 20 minutes): 100+ SIGKILL trials per
 # operation, ENOSPC at every write site, byte flips in every kind of file, Hypothesis with

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _registry
+from . import _registry, cuda_runtime
 from ._registry import register_kernel
 
 # The serial chunker, and the two steps of the block-parallel one: every position's cut
@@ -26,8 +26,14 @@ DEFAULT_AVG = 64 * 1024
 WINDOW = 64
 
 register_kernel(KERNEL, reference=".reference", cython="._cdc", numba=".cdc_numba")
-register_kernel(CANDIDATES, reference=".reference", cython="._cdc")
+register_kernel(CANDIDATES, reference=".reference", cython="._cdc",
+                cuda=cuda_runtime.loader(".cdc_cuda", CANDIDATES),
+                is_usable_for={"cuda": cuda_runtime.usable})
 register_kernel(RESOLVE, reference=".reference", cython="._cdc")
+# BLAKE3 of many ranges of one buffer (chunk ids on the GPU; engine.kernels.hash_cuda)
+register_kernel("blake3_many", reference=".reference",
+                cuda=cuda_runtime.loader(".blake3_cuda", "blake3_many"),
+                is_usable_for={"cuda": cuda_runtime.usable})
 
 
 def _int_arg(name: str, value) -> int:

@@ -274,6 +274,14 @@ class Device:
         tensor on this device), without copying."""
         raise NotImplementedError  # pragma: no cover - overridden
 
+    def device_bytes(self, buf):
+        """``buf`` as a flat uint8 array on this device: a device array as it is, any host
+        buffer (bytes, memoryview, NumPy array) copied here."""
+        if self.is_device_array(buf) and (self.emulated or not isinstance(buf, np.ndarray)):
+            return buf.reshape(-1).view(self.xp.uint8)
+        return self.to_device(np.frombuffer(buf, np.uint8) if not isinstance(buf, np.ndarray)
+                              else np.ascontiguousarray(buf).reshape(-1).view(np.uint8))
+
     def synchronize(self) -> None:
         pass
 

@@ -45,7 +45,7 @@ def gather_ranges(buf, starts, lengths):
     """
     dev = cuda_runtime.current()
     on_device = dev.is_device_array(buf) and (dev.emulated or not isinstance(buf, np.ndarray))
-    src = buf if on_device else dev.to_device(np.frombuffer(buf, np.uint8))
+    src = dev.device_bytes(buf)
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
     if starts.shape != lengths.shape or starts.ndim != 1:

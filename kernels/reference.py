@@ -393,6 +393,21 @@ def chi2(rc, cc, offsets, log_likelihood, correction):
     return stat, pval, dof
 
 
+def blake3_many(buf, offsets, key):
+    """BLAKE3-256 of ``buf[offsets[i]:offsets[i + 1]]`` for each ``i`` (keyed BLAKE3 with a
+    32-byte ``key``): uint8 ``(n, 32)``. The ``blake3`` package is the definition."""
+    import blake3
+
+    data = memoryview(np.ascontiguousarray(np.frombuffer(buf, np.uint8)
+                                           if not isinstance(buf, np.ndarray) else buf)).cast("B")
+    offs = np.asarray(offsets, dtype=np.int64).tolist()
+    out = np.empty((max(len(offs) - 1, 0), 32), dtype=np.uint8)
+    for i, (a, b) in enumerate(zip(offs[:-1], offs[1:])):
+        h = blake3.blake3(data[a:b]) if key is None else blake3.blake3(data[a:b], key=bytes(key))
+        out[i] = np.frombuffer(h.digest(), np.uint8)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Moving chunks off a device (engine.store.pipeline.ChunkSink.put_device)
 # ---------------------------------------------------------------------------

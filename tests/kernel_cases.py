@@ -437,6 +437,25 @@ def text_cases():
 
 
 # ---------------------------------------------------------------------------
+def _blake3_many() -> list[tuple[str, tuple]]:
+    rng = np.random.default_rng(12)
+    buf = rng.integers(0, 256, 300_000, dtype=np.uint8)
+    # every length where BLAKE3's block and chunk logic turns: 0, 1, 63/64/65, 1023/1024/1025,
+    # 2047/2048/2049, 3 KiB + 1, 64 KiB, 128 KiB (the largest chunk), at odd offsets
+    lens = [0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, 3 * 1024 + 1, 65536, 131072]
+    edges = np.concatenate([[5], 5 + np.cumsum(lens)]).astype(np.int64)
+    rand = np.unique(np.concatenate([[0], rng.integers(0, len(buf), 40), [len(buf)]])).astype(np.int64)
+    key = bytes(range(40, 72))
+    return [
+        ("every boundary length, plain", (buf, edges, None)),
+        ("every boundary length, keyed", (buf, edges, key)),
+        ("random ranges covering the buffer", (buf, rand, None)),
+        ("many empty ranges, odd offsets", (buf, np.array([3, 3, 3, 4, 4, 7, 7], np.int64), key)),
+        ("no ranges", (buf, np.array([10], np.int64), None)),
+        ("empty buffer, one empty range", (np.empty(0, np.uint8), np.array([0, 0], np.int64), None)),
+    ]
+
+
 def _gather_ranges() -> list[tuple[str, tuple]]:
     rng = np.random.default_rng(11)
     buf = rng.integers(0, 256, 5000, dtype=np.uint8)
@@ -465,6 +484,7 @@ CASES: dict[str, KernelCases] = {
     "cdc_candidates": KernelCases(_cdc_candidates),
     "cdc_resolve": KernelCases(_cdc_resolve),
     "gather_ranges": KernelCases(_gather_ranges),
+    "blake3_many": KernelCases(_blake3_many),
     "sort_packed": KernelCases(_sort_packed, _sort_packed_outputs),
     "sort_segments": KernelCases(_sort_segments, lambda result, args: (result, args[0])),
     "std": KernelCases(_one_sample, compare=_std_compare(None)),

@@ -384,13 +384,16 @@ def _snapshot_table(table, name, message, st: Store) -> Version:
                    {"num_rows": t.num_rows, "columns": t.column_names})
 
 
-def store_bytes(data, filename: str, st: Store, mode: int = 0o644) -> tuple[pa.Table, dict]:
+def store_bytes(data, filename: str, st: Store, mode: int = 0o644, *,
+                on_device: bool = False) -> tuple[pa.Table, dict]:
     """Store ``data`` as a one-file tree named ``filename``; returns (manifest, manifest blob).
 
     ``data`` is any C-contiguous buffer; its chunks and the manifest's go into one pack.
+    With ``on_device``, ``data`` is a buffer in GPU memory, stored by
+    :meth:`ChunkSink.put_device` (only the chunks the store lacks leave the GPU).
     """
     with ChunkSink(st) as sink:
-        fblob = sink.put_bytes(data)
+        fblob = sink.put_device(data) if on_device else sink.put_bytes(data)
         chunks = [(bytes.fromhex(c), n) for c, n in fblob["chunks"]]
         entry = {"path": filename, "kind": "file", "mode": mode, "size": fblob["size"],
                  "mtime_ns": 0, "file_id": bytes.fromhex(fblob["id"]), "target": None,

@@ -356,12 +356,19 @@ def _hashable(k):
     return tuple(_hashable(x) for x in k) if isinstance(k, (list, tuple)) else k
 
 
-def dumps(state: dict) -> bytes:
-    """The checkpoint file of ``state`` (a dict of tensors, arrays and plain values)."""
+def layout(state: dict) -> tensors.TensorFile:
+    """The checkpoint file of ``state``, laid out over its tensors (not yet written): the
+    registry writes it on the host, or, for tensors in GPU memory, on the device, where it
+    is chunked and hashed before anything is copied to the host."""
     flat: dict = {}
     tree = _encode(state, "", flat)
     meta = json.dumps({"format_version": FORMAT_VERSION, "state": tree}, separators=(",", ":"))
-    return tensors.dumps(flat, metadata={_META: meta})
+    return tensors.layout(flat, metadata={_META: meta})
+
+
+def dumps(state: dict) -> bytes:
+    """The checkpoint file of ``state`` (a dict of tensors, arrays and plain values)."""
+    return layout(state).to_bytes()
 
 
 def loads(data, where: str = "checkpoint") -> dict:
@@ -615,7 +622,9 @@ class Checkpointer:
                  "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                  "loader": None if loader is None else loader.state_dict(),
                  "rng": rngs}
-        data = dumps(state)
+        data = layout(state)
+        if not data.on_device():
+            data = data.to_bytes()
         self._record_run(loader)
         if self.run is not None and getattr(self.run, "leader", True):
             self.run.flush()  # the metric points up to the checkpoint survive a kill

@@ -115,6 +115,11 @@ def prepare(obj, kind: str, name: str, filename) -> Content:
 
     if kind == "profile":
         return _profile(obj, name, filename)
+    if isinstance(obj, tensors.TensorFile):  # a file laid out over tensors (checkpoints)
+        if validators.validators_for(kind) or not obj.on_device():
+            obj = obj.to_bytes()
+        else:
+            return Content("bytes", obj, _check_filename(filename, "data.bin"))
     if isinstance(obj, (bytes, bytearray, memoryview)):
         validators.check(kind, obj, "the bytes given", name)
         return Content("bytes", obj, _check_filename(filename, "data.bin"))
@@ -126,7 +131,9 @@ def prepare(obj, kind: str, name: str, filename) -> Content:
         obj = obj.state_dict()  # an nn.Module: its weights
     if isinstance(obj, dict):
         if tensors.is_flat_tensor_dict(obj):
-            return Content("safetensors", tensors.dumps(obj),
+            tf = tensors.layout(obj)
+            # tensors in GPU memory stay there: chunked and hashed on the device at store time
+            return Content("safetensors", tf if tf.on_device() else tf.to_bytes(),
                            _check_filename(filename, "model.safetensors"))
         if tensors.looks_like_state_dict(obj):
             return Content("torch", tensors.torch_dumps(obj),
@@ -168,6 +175,14 @@ def store_content(st: Store, c: Content, progress) -> dict:
             content["file"] = os.path.basename(t.source)
         return {"format": "files", "id": t.id, "size": t.bytes, "files": t.files,
                 "content": content}
-    man, blob = store_bytes(c.data, c.filename, st)
-    return {"format": c.format, "id": mf.version_id(man), "size": memoryview(c.data).nbytes,
+    if isinstance(c.data, tensors.TensorFile):
+        from ..kernels import cuda_runtime
+
+        size = c.data.size
+        man, blob = store_bytes(c.data.device_buffer(cuda_runtime.current()), c.filename, st,
+                                on_device=True)
+    else:
+        size = memoryview(c.data).nbytes
+        man, blob = store_bytes(c.data, c.filename, st)
+    return {"format": c.format, "id": mf.version_id(man), "size": size,
             "files": 1, "content": {"manifest": blob, "file": c.filename}}

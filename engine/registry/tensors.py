@@ -100,30 +100,91 @@ def _raw(v) -> tuple[str, list[int], memoryview]:
     return code, shape, memoryview(a.view(np.uint8)).cast("B")
 
 
-def dumps(state: dict, metadata: dict | None = None) -> bytes:
-    """Serialize a flat tensor dict (torch tensors or NumPy arrays) to safetensors bytes."""
-    parts = []
+class TensorFile:
+    """The layout of one tensor file before its bytes exist: the header and, in order, the
+    tensors whose raw bytes follow it.
+
+    :meth:`to_bytes` writes the file on the host. :meth:`device_buffer` writes it in GPU
+    memory instead (one device-to-device copy per tensor), for the registry to chunk and
+    hash it there and copy to the host only the chunks the store lacks; both give the
+    same bytes.
+    """
+
+    def __init__(self, header: bytes, tensors: list, sizes: list[int]):
+        self.header = header
+        self.tensors = tensors
+        self.sizes = sizes
+        self.size = len(header) + sum(sizes)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size
+
+    def on_device(self) -> bool:
+        """Whether any tensor lives in GPU memory (see ``cuda_runtime.is_device_object``)."""
+        from engine.kernels.cuda_runtime import is_device_object
+
+        return any(is_device_object(t) for t in self.tensors)
+
+    def to_bytes(self) -> bytes:
+        out = bytearray(self.size)
+        out[:len(self.header)] = self.header
+        pos = len(self.header)
+        for t, n in zip(self.tensors, self.sizes):
+            raw = _raw(t)[2]
+            out[pos:pos + n] = raw
+            pos += n
+        return bytes(out)
+
+    def device_buffer(self, dev):
+        """The file's bytes as one uint8 array on device ``dev``."""
+        xp = dev.xp
+        buf = xp.empty(self.size, dtype=xp.uint8)
+        buf[:len(self.header)] = dev.to_device(np.frombuffer(self.header, np.uint8))
+        pos = len(self.header)
+        for t, n in zip(self.tensors, self.sizes):
+            if n:
+                try:
+                    buf[pos:pos + n] = dev.as_bytes(t)
+                except TypeError:  # a host tensor or array among device ones
+                    buf[pos:pos + n] = dev.to_device(np.frombuffer(_raw(t)[2], np.uint8))
+            pos += n
+        return buf
+
+
+def layout(state: dict, metadata: dict | None = None) -> TensorFile:
+    """The :class:`TensorFile` of a flat tensor dict (torch tensors or NumPy arrays)."""
     header: dict = {}
     off = 0
     framework = "pt" if any(_is_torch_tensor(v) for v in state.values()) else "np"
+    tensors, sizes = [], []
     for name in sorted(state):
-        code, shape, raw = _raw(state[name])
-        header[name] = {"dtype": code, "shape": shape, "data_offsets": [off, off + raw.nbytes]}
-        off += raw.nbytes
-        parts.append(raw)
+        code, shape, nbytes = _describe(state[name])
+        header[name] = {"dtype": code, "shape": shape, "data_offsets": [off, off + nbytes]}
+        off += nbytes
+        tensors.append(state[name])
+        sizes.append(nbytes)
     meta = {"format": framework}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
     header["__metadata__"] = meta
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * (-len(h) % 8)
-    out = bytearray(8 + len(h) + off)
-    out[:8] = struct.pack("<Q", len(h))
-    out[8:8 + len(h)] = h
-    pos = 8 + len(h)
-    for raw in parts:
-        out[pos:pos + raw.nbytes] = raw
-        pos += raw.nbytes
-    return bytes(out)
+    return TensorFile(struct.pack("<Q", len(h)) + h, tensors, sizes)
+
+
+def _describe(v) -> tuple[str, list[int], int]:
+    """dtype code, shape and byte size of a tensor or array, without touching its memory."""
+    if _is_torch_tensor(v):
+        code = _TORCH_CODE[str(v.dtype).removeprefix("torch.")]
+        return code, list(v.shape), v.numel() * _SIZE[code]
+    a = np.asarray(v)
+    code = _NP_CODE[a.dtype.newbyteorder("=")]
+    return code, list(a.shape), a.size * _SIZE[code]
+
+
+def dumps(state: dict, metadata: dict | None = None) -> bytes:
+    """Serialize a flat tensor dict (torch tensors or NumPy arrays) to safetensors bytes."""
+    return layout(state, metadata).to_bytes()
 
 
 def _header(data, total: int, where: str) -> tuple[dict, dict, int]:

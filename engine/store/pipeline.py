@@ -63,6 +63,7 @@ READ_BLOCK = 8 << 20  # one file per reading thread: this much memory per thread
 # candidate scan needs more than two of its 8 MiB blocks to run in parallel).
 PARALLEL_CUT_BYTES = 32 << 20
 STREAM_BLOCK = 1 << 20  # open_stream gathers small writes to this size before cutting
+DEVICE_BATCH = 64 << 20  # put_device: missing chunks gathered and copied per batch of this size
 BATCH_FILES = 64  # read_files hands files to threads in batches of this many files ...
 BATCH_BYTES = 16 << 20  # ... or bytes, whichever comes first
 SMALL_JOB_BYTES = 16 << 20  # up to this much (one batch), files are read in the calling thread
@@ -690,6 +691,7 @@ class ChunkSink:
         self._seal = store.seal_payload if store.encrypted else None
         self.pending: set[bytes] = set() if pending is None else pending
         self.new_bytes = 0  # raw bytes of the chunks this sink packed
+        self.device_bytes = 0  # bytes put_device copied from the GPU to the host
         self._lock = threading.Lock()
 
     def offer(self, ids: list[bytes], views: list) -> None:
@@ -723,6 +725,70 @@ class ChunkSink:
         params = meta_params() if small_chunks else self.store.params
         ends, ids = _cut_buffer(mv, Chunker(params), BLOCK_SIZE, workers, self)
         return _blob(ends, ids, len(mv))
+
+    def put_device(self, data, *, batch_bytes: int = DEVICE_BATCH) -> dict:
+        """Store a buffer in GPU memory; returns its blob record, the same as ``put_bytes``
+        of the same bytes.
+
+        ``data`` is a CuPy array or a CUDA tensor (any dtype: its bytes are taken). Its
+        chunks are cut and hashed on the device (``engine.kernels.hash_cuda``); only the
+        chunk ends and ids come to the host, where the store's index is asked which ids it
+        lacks. Those chunks alone are gathered on the device and copied to the host, in
+        batches of about ``batch_bytes`` into pinned memory, each copy running while the
+        previous batch is compressed and packed. ``device_bytes`` counts what was copied.
+        Under ``engine.kernels.cuda_runtime.emulated()`` the host emulation stands in for
+        the GPU (NumPy arrays and CPU tensors), for the tests.
+        """
+        from ..kernels import cuda_runtime, gather_cuda, hash_cuda
+
+        dev = cuda_runtime.current()
+        buf = dev.as_bytes(data)
+        n = int(buf.size)
+        if n == 0:
+            return _blob(np.empty(0, np.int64), [], 0)
+        ends, digests = hash_cuda.chunk_hash(buf, self.store.params, key=self.id_key)
+        raw = digests.tobytes()
+        ids = [raw[i:i + ID_SIZE] for i in range(0, len(raw), ID_SIZE)]
+        starts = np.concatenate([np.zeros(1, np.int64), ends[:-1]])
+        lengths = ends - starts
+        take, seen = [], set()
+        for i, (cid, have) in enumerate(zip(ids, self.store.index.contains(ids))):
+            if have or cid in seen or cid in self.pending:
+                continue
+            seen.add(cid)
+            take.append(i)
+        batches, cur, size = [], [], 0
+        for i in take:
+            cur.append(i)
+            size += int(lengths[i])
+            if size >= batch_bytes:
+                batches.append(np.array(cur, np.int64))
+                cur, size = [], 0
+        if cur:
+            batches.append(np.array(cur, np.int64))
+
+        def copy(batch):
+            return batch, dev.to_host_async(
+                gather_cuda.gather_ranges(buf, starts[batch], lengths[batch]))
+
+        def pack(batch, pending) -> None:
+            host = memoryview(pending.result())
+            views, pos = [], 0
+            for i in batch.tolist():
+                views.append(host[pos:pos + int(lengths[i])])
+                pos += int(lengths[i])
+            self.device_bytes += pos
+            self.offer([ids[i] for i in batch.tolist()], views)
+
+        prev = None
+        for batch in batches:
+            nxt = copy(batch)  # the device gathers and copies this batch ...
+            if prev is not None:
+                pack(*prev)  # ... while the host packs the one before
+            prev = nxt
+        if prev is not None:
+            pack(*prev)
+        return _blob(ends, ids, n)
 
     def put_file(self, path: str) -> FileChunks:
         """Store one file read in this thread (see :func:`read_file`)."""
