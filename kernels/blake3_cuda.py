@@ -169,11 +169,15 @@ def blake3_many(buf, offsets, key):
     Only the digests come back to the host.
     """
     dev = cuda_runtime.current()
+    words, flags0 = _key_words(key)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     n = max(len(offsets) - 1, 0)
     if n == 0:
         return np.empty((0, 32), dtype=np.uint8)
     data = dev.device_bytes(buf)
+    # the kernels read wherever the offsets point: check them here, not by a fault there
+    if offsets[0] < 0 or offsets[-1] > data.size or bool((offsets[1:] < offsets[:-1]).any()):
+        raise ValueError(f"offsets must be non-decreasing within [0, {data.size}]")
     if data.size == 0:  # a launch needs a non-null pointer: one spare byte
         data = dev.to_device(np.zeros(1, np.uint8))
     starts = offsets[:-1]
@@ -182,7 +186,6 @@ def blake3_many(buf, offsets, key):
     base = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=base[1:])
     nchunks = int(base[-1])
-    words, flags0 = _key_words(key)
     key_d = dev.to_device(words)
     base_d = dev.to_device(base)
     cvs = dev.xp.empty(nchunks * 8, dtype=dev.xp.uint32)

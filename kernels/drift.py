@@ -40,7 +40,9 @@ id names it everywhere: kernel ``psi`` is ``reference.psi`` and
 (counts) and ``sort_numba.py`` (the sort), parallel over columns; the ``cuda``
 ones in ``drift_cuda.py`` and ``drift_counts_cuda.py`` (CuPy, batches of columns,
 threads over values), chosen where a GPU is present for inputs of at least
-``cuda_runtime.MIN_HOST_BYTES``.
+``cuda_runtime.MIN_HOST_BYTES``. The multivariate kernel ``mmd2_permutations`` (MMD² of
+a split and of its permutations, for ``engine.monitor.mmd``) is in ``reference_mmd.py``,
+``mmd_numba.py`` and ``mmd_cuda.py``.
 ``backend=`` or ``MLOPS_BACKEND`` forces one. The kernels are registered below,
 when ``engine.kernels`` is imported; numba loads on first use.
 """
@@ -114,6 +116,9 @@ register_kernel("linf", reference=_REF, numba=".drift_counts_numba",
                 cuda=_cuda(".drift_counts_cuda", "linf"), is_usable_for=_ON_GPU)
 register_kernel("chi2", reference=_REF, numba=".drift_counts_numba",
                 cuda=_cuda(".drift_counts_cuda", "chi2"), is_usable_for=_ON_GPU)
+# multivariate: MMD² of a split and of its permutations (engine.monitor.mmd)
+register_kernel("mmd2_permutations", reference=".reference_mmd", numba=".mmd_numba",
+                cuda=_cuda(".mmd_cuda", "mmd2_permutations"), is_usable_for=_ON_GPU)
 
 # Public names before one statistic got one name (deprecated, one release).
 __getattr__ = renamed_module_attrs(__name__, {

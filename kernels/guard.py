@@ -2,7 +2,9 @@
 
 Public functions validate and convert, then dispatch to the kernel registry
 (``engine.kernels._registry``): kernel ``guard_range`` is
-``reference_guard.guard_range`` and ``guard_numba.guard_range``, kernels
+``reference_guard.guard_range``, ``guard_numba.guard_range`` and
+``guard_cuda.guard_range`` (CuPy, one thread per value or per string; picked where a GPU
+is present for inputs of at least ``cuda_runtime.MIN_HOST_BYTES``), kernels
 ``guard_category`` and ``guard_text`` likewise. The codes are documented in
 :mod:`engine.kernels.reference_guard`. ``engine.monitor.guard`` uses them for
 :meth:`Guard.check` on batches.
@@ -20,12 +22,16 @@ import math
 
 import numpy as np
 
-from . import _registry
+from . import _registry, cuda_runtime
 from ._registry import register_kernel
 
-register_kernel("guard_range", reference=".reference_guard", numba=".guard_numba")
-register_kernel("guard_category", reference=".reference_guard", numba=".guard_numba")
-register_kernel("guard_text", reference=".reference_guard", numba=".guard_numba")
+_ON_GPU = {"cuda": cuda_runtime.usable}
+register_kernel("guard_range", reference=".reference_guard", numba=".guard_numba",
+                cuda=cuda_runtime.loader(".guard_cuda", "guard_range"), is_usable_for=_ON_GPU)
+register_kernel("guard_category", reference=".reference_guard", numba=".guard_numba",
+                cuda=cuda_runtime.loader(".guard_cuda", "guard_category"), is_usable_for=_ON_GPU)
+register_kernel("guard_text", reference=".reference_guard", numba=".guard_numba",
+                cuda=cuda_runtime.loader(".guard_cuda", "guard_text"), is_usable_for=_ON_GPU)
 
 
 def range_codes(x, lo: float, hi: float, *, nan_ok: bool, backend: str | None = None) -> np.ndarray:

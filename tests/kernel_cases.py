@@ -16,6 +16,7 @@ dtypes must match exactly.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -473,6 +474,60 @@ def _gather_ranges() -> list[tuple[str, tuple]]:
     ]
 
 
+# ---------------------------------------------------------------------------
+# MMD² permutations (kernels/reference_mmd.py)
+# ---------------------------------------------------------------------------
+
+
+def _mmd_perms(rng, big: int, count: int) -> np.ndarray:
+    perms = np.empty((count, big), dtype=np.int64)
+    for i in range(count):
+        perms[i] = rng.permutation(big)
+    return perms
+
+
+def _mmd2_permutations() -> list[tuple[str, tuple]]:
+    rng = np.random.default_rng(13)
+    x, y = rng.normal(size=(60, 5)), rng.normal(size=(45, 5))
+    z = np.vstack([x, y])
+    shifted = np.vstack([x, y + 1.0])
+    dup = np.vstack([x[:10], x[:10], x[:10], y[:5], y[:5]])  # duplicated rows
+    equal = np.full((40, 3), 2.5)                              # every row equal: K all ones
+    tiny = np.array([[0.0, 1.0], [0.5, 1.0], [3.0, -1.0], [3.5, -2.0]])
+    all24 = np.array(list(itertools.permutations(range(4))), np.int64)
+    one_col = rng.normal(size=(30, 1))
+    wide = rng.normal(size=(50, 40))
+    return [
+        ("random", (z, 60, _mmd_perms(rng, 105, 40), 3.0)),
+        ("shifted", (shifted, 60, _mmd_perms(rng, 105, 40), 3.0)),
+        ("n < m", (z, 7, _mmd_perms(rng, 105, 30), 3.0)),
+        ("n > m", (z, 101, _mmd_perms(rng, 105, 30), 3.0)),
+        ("duplicated rows", (dup, 30, _mmd_perms(rng, 40, 25), 2.0)),
+        ("all rows equal", (equal, 17, _mmd_perms(rng, 40, 10), 1.0)),
+        ("wide bandwidth: K ~ 1", (z, 50, _mmd_perms(rng, 105, 10), 1e4)),
+        ("narrow bandwidth: K ~ I", (z, 50, _mmd_perms(rng, 105, 10), 1e-3)),
+        ("n = m = 2, every permutation", (tiny, 2, all24, 1.0)),
+        ("one permutation", (one_col, 12, _mmd_perms(rng, 30, 1), 0.7)),
+        ("no permutations", (one_col, 12, np.zeros((0, 30), np.int64), 0.7)),
+        ("40 features, identity permutation", (wide, 25, np.arange(50, dtype=np.int64)[None], 9.0)),
+    ]
+
+
+def _mmd_compare(got, want, args, where):
+    """MMD² to the rounding of sums of ``N`` kernel values: each is at most 1 (the RBF kernel's
+    diagonal), and the fast backends sum them in another order (a matrix product) than the
+    reference, so the error bound is absolute, ``~ N eps``, not relative to the result."""
+    big = args[0].shape[0]
+    tol = 16.0 * big * np.finfo(np.float64).eps
+    assert isinstance(got, tuple) and len(got) == 2, f"{where}: {got!r}"
+    assert isinstance(got[0], float), f"{where}: stat is {type(got[0]).__name__}"
+    g, w = got[1], want[1]
+    assert isinstance(g, np.ndarray) and g.dtype == np.float64 and g.shape == w.shape, \
+        f"{where}: perm_stats {getattr(g, 'dtype', None)}{getattr(g, 'shape', None)}"
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=tol, err_msg=f"{where}: stat")
+    np.testing.assert_allclose(g, w, rtol=0, atol=tol, err_msg=f"{where}: perm_stats")
+
+
 # kernel id -> cases
 # ---------------------------------------------------------------------------
 
@@ -503,4 +558,5 @@ CASES: dict[str, KernelCases] = {
     "guard_range": KernelCases(range_cases),
     "guard_category": KernelCases(category_cases),
     "guard_text": KernelCases(text_cases),
+    "mmd2_permutations": KernelCases(_mmd2_permutations, compare=_mmd_compare),
 }

@@ -117,7 +117,8 @@ def test_keyword_beats_env(fake_kernel, monkeypatch):
 
 def test_cdc_backends_registered():
     assert K.backends("cdc_scan") == ["cython", "numba", "reference"]
-    assert K.backends("cdc_candidates") == ["cython", "reference"]
+    assert K.backends("cdc_candidates") == ["cuda", "cython", "reference"]
+    assert K.backends("blake3_many") == ["cuda", "reference"]
     assert K.backends("cdc_resolve") == ["cython", "reference"]
     assert "cython" in K.usable_backends("cdc_scan")
     assert "reference" in K.usable_backends("cdc_scan")

@@ -11,24 +11,47 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.kernels import call
+from engine.kernels.reference_mmd import mmd2_unbiased as _mmd2_unbiased  # noqa: F401  (tests)
+from engine.kernels.reference_mmd import rbf_gram
 
-def _mmd2_unbiased(k: np.ndarray, n: int) -> float:
-    """Unbiased MMD² of the first ``n`` rows against the rest of a pooled kernel matrix."""
-    m = k.shape[0] - n
-    kxx, kyy, kxy = k[:n, :n], k[n:, n:], k[:n, n:]
-    sxx = (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
-    syy = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-    return float(sxx + syy - 2.0 * kxy.mean())
+# Rows of the pooled sample per block when the median heuristic gathers pairwise distances.
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def median_bandwidth(z: np.ndarray) -> float:
+    """The median heuristic: the median distance between two rows of ``z`` (over pairs
+    ``i < j``), 1.0 where it is 0 or there are no pairs.
+
+    The squared distances are ``max(|z_i|² + |z_j|² - 2 z_i·z_j, 0)``, gathered block of
+    rows by block into one array of the ``N (N - 1) / 2`` pairs (8 bytes each) and
+    partitioned in place.
+    """
+    big = len(z)
+    if big < 2:
+        return 1.0
+    sq = np.einsum("ij,ij->i", z, z)
+    pairs = np.empty(big * (big - 1) // 2, dtype=np.float64)
+    rows = max(1, _BLOCK_ELEMENTS // big)
+    at = 0
+    for a in range(0, big, rows):
+        b = min(big, a + rows)
+        d2 = np.maximum(sq[a:b, None] + sq[None, :] - 2.0 * z[a:b] @ z.T, 0.0)
+        for i in range(a, b):
+            row = d2[i - a, i + 1:]
+            pairs[at:at + len(row)] = row
+            at += len(row)
+    np.sqrt(pairs, out=pairs)
+    med = float(np.median(pairs, overwrite_input=True))
+    return med if med > 0 else 1.0
 
 
 def rbf_kernel_matrix(z: np.ndarray, bandwidth: float | None = None) -> tuple[np.ndarray, float]:
-    sq = np.einsum("ij,ij->i", z, z)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0)
+    """``(K, bandwidth)``: the RBF kernel matrix of the rows of ``z`` with ``bandwidth``, by
+    default the median heuristic (:func:`median_bandwidth`)."""
     if bandwidth is None:
-        iu = np.triu_indices(len(z), 1)
-        med = float(np.median(np.sqrt(d2[iu]))) if len(iu[0]) else 1.0
-        bandwidth = med if med > 0 else 1.0
-    return np.exp(-d2 / (2.0 * bandwidth * bandwidth)), bandwidth
+        bandwidth = median_bandwidth(z)
+    return rbf_gram(z, bandwidth), bandwidth
 
 
 def mmd_permutation_test(x, y, *, permutations: int = 200, max_rows: int = 1000,
@@ -36,7 +59,14 @@ def mmd_permutation_test(x, y, *, permutations: int = 200, max_rows: int = 1000,
     """``(mmd2, p_value, n_x, n_y)`` for samples ``x`` (n, d) and ``y`` (m, d).
 
     Columns are standardized by ``x``'s mean and standard deviation, and at most
-    ``max_rows`` rows of each side are used (a uniform subsample).
+    ``max_rows`` rows of each side are used (a uniform subsample). The permutations
+    are drawn here (``rng.permutation`` of the pooled rows, ``permutations`` times) and
+    their statistics computed by kernel ``mmd2_permutations`` of ``engine.kernels``
+    (the ``cuda``, ``numba`` or ``reference`` backend, as the registry picks or
+    ``MLOPS_BACKEND`` forces). A permutation counts as at least as large when its
+    statistic is no more than :func:`tie_tolerance` below the observed one: a
+    permutation that keeps the split has the same statistic, which the backends
+    compute in different orders of summation.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -53,16 +83,21 @@ def mmd_permutation_test(x, y, *, permutations: int = 200, max_rows: int = 1000,
         return float("nan"), float("nan"), len(x), len(y)
     mu, sd = x.mean(axis=0), x.std(axis=0)
     sd[sd == 0] = 1.0
-    z = (np.vstack([x, y]) - mu) / sd
-    k, _ = rbf_kernel_matrix(z)
+    z = np.ascontiguousarray((np.vstack([x, y]) - mu) / sd)
+    bandwidth = median_bandwidth(z)
     n = len(x)
-    stat = _mmd2_unbiased(k, n)
-    hits = 0
-    for _ in range(permutations):
-        p = rng.permutation(len(z))
-        if _mmd2_unbiased(k[np.ix_(p, p)], n) >= stat:
-            hits += 1
+    perms = np.empty((permutations, len(z)), dtype=np.int64)
+    for i in range(permutations):
+        perms[i] = rng.permutation(len(z))
+    stat, perm_stats = call("mmd2_permutations", z, n, perms, bandwidth)
+    hits = int(np.count_nonzero(perm_stats >= stat - tie_tolerance(len(z))))
     return stat, (hits + 1) / (permutations + 1), len(x), len(y)
+
+
+def tie_tolerance(rows: int) -> float:
+    """How far below the observed MMD² a permutation's still counts as a tie: a bound on the
+    rounding of sums of ``rows`` kernel values (each at most 1) over a pair count."""
+    return 4.0 * rows * float(np.finfo(np.float64).eps)
 
 
 def mmd_rows(ref_raw, cur_raw, names, columns, permutations, max_rows, seed) -> list[dict]:
