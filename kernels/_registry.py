@@ -127,7 +127,10 @@ class _Impl:
                         self._error = f"{type(exc).__name__}: {exc}"
                     self._tried = True
         if self._error is not None:
-            hint = f"; install it with: {self.install_hint}" if self.install_hint else ""
+            # a loader that names its own install (the cuda runtime's, per driver) is not
+            # followed by the generic one
+            hint = f"; install it with: {self.install_hint}" \
+                if self.install_hint and "pip install" not in self._error else ""
             raise BackendUnavailable(
                 f"backend {self.backend!r} of kernel {self.kernel!r} is not usable "
                 f"({self._error}){hint}"

@@ -81,6 +81,17 @@ def test_backends_json():
     assert rows["cdc_scan"]["selected"] in rows["cdc_scan"]["usable"]
 
 
+def test_backends_says_why_a_backend_is_unusable():
+    from engine.kernels import cuda_runtime
+
+    if cuda_runtime.gpu_available():
+        pytest.skip("a GPU is present: the cuda backend is usable")
+    r = run("backends")
+    assert r.returncode == 0
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("cuda: "))
+    assert "pip install 'mlops-engine[gpu" in line and line.count("pip install") == 1
+
+
 def test_demo_reports_reuse(tmp_path):
     r = run("demo", "--size-mib", "8", "--dir", str(tmp_path))
     assert r.returncode == 0, r.stderr

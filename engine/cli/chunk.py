@@ -56,7 +56,27 @@ def cmd_backends(args) -> int:
                      for b in r["backends"]]
             print(f"{r['kernel']:<{width}}  {', '.join(marks)}")
         print("(* = selected; force with MLOPS_BACKEND=name or MLOPS_BACKEND=kernel=name)")
+        for backend, why in _unusable_reasons(K, rows).items():
+            print(f"{backend}: {why}")
     return 0
+
+
+def _unusable_reasons(K, rows) -> dict[str, str]:
+    """Why each backend that some kernel lists but cannot use is unusable (the registry's
+    own message, with its install hint), once per backend."""
+    reasons: dict[str, str] = {}
+    for r in rows:
+        for b in r["backends"]:
+            if b in r["usable"] or b in reasons:
+                continue
+            try:
+                K.get(r["kernel"], b)
+            except K.BackendUnavailable as exc:
+                msg = str(exc).split(" is not usable (", 1)[-1]
+                msg = msg.removeprefix("BackendUnavailable: ")
+                reasons[b] = msg[:-1] if msg.endswith(")") and msg.count("(") < msg.count(")") \
+                    else msg
+    return reasons
 
 
 def add_parser(sub, parser_class) -> None:
