@@ -177,11 +177,12 @@ def register_kernel(
 
     Examples
     --------
-    The registration of ``psi`` (in ``drift.py``); calling it again re-registers:
+    The registration of ``psi`` (in ``drift.py``, which also gives it a ``cuda`` backend);
+    calling it again re-registers the backends it names and keeps the others:
 
     >>> register_kernel("psi", reference=".reference", numba=".drift_counts_numba")
     >>> backends("psi")
-    ['numba', 'reference']
+    ['cuda', 'numba', 'reference']
     """
     targets = {"reference": reference, "cython": cython, "numba": numba, "cuda": cuda}
     targets = {b: t for b, t in targets.items() if t is not None}
