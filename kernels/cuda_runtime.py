@@ -411,6 +411,14 @@ class EmulatedDevice(Device):
         """Start copying device array ``a`` to the host; ``.result()`` is the host array."""
         return _Ready(self.to_host(a))
 
+    def to_device_async(self, host: np.ndarray, dst, offset: int) -> None:
+        """Copy host bytes into ``dst[offset:]``; here at once (a real device queues it)."""
+        dst[offset:offset + host.size] = host
+        self.h2d_bytes += host.nbytes
+
+    def wait(self, event) -> None:
+        """Make the following launches wait for ``event`` (nothing to wait for here)."""
+
     def as_bytes(self, obj):
         """A uint8 view of a NumPy array or a CPU torch tensor (the stand-ins for device
         memory here)."""
@@ -492,6 +500,7 @@ class CupyDevice(Device):
         self.name = f"cuda:{index}"
         self._modules: dict[str, object] = {}
         self._copy_stream = None
+        self._h2d_stream = None
 
     def is_device_array(self, a) -> bool:
         return isinstance(a, self.cp.ndarray)
@@ -523,6 +532,27 @@ class CupyDevice(Device):
 
     def synchronize(self) -> None:
         self.cp.cuda.Device(self.index).synchronize()
+
+    def to_device_async(self, host: np.ndarray, dst, offset: int):
+        """Queue a copy of host bytes (pinned memory, for the copy to run beside kernels)
+        into device array ``dst[offset:]`` on the copy stream; returns its event, for
+        :meth:`wait`."""
+        cp = self.cp
+        host = np.ascontiguousarray(host)
+        with cp.cuda.Device(self.index):
+            if self._h2d_stream is None:
+                self._h2d_stream = cp.cuda.Stream(non_blocking=True)
+            if host.nbytes:
+                cp.cuda.runtime.memcpyAsync(dst.data.ptr + offset * dst.itemsize,
+                                            host.ctypes.data, host.nbytes,
+                                            cp.cuda.runtime.memcpyHostToDevice,
+                                            self._h2d_stream.ptr)
+            self.h2d_bytes += host.nbytes
+            return self._h2d_stream.record()
+
+    def wait(self, event) -> None:
+        """Make the launches queued after this on the current stream wait for ``event``."""
+        self.cp.cuda.get_current_stream().wait_event(event)
 
     def to_host_async(self, a) -> _PinnedCopy:
         """Start copying device array ``a`` into pinned host memory on a stream of its own

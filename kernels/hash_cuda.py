@@ -39,3 +39,50 @@ def chunk_hash(buf, params: CdcParams | None = None, key: bytes | None = None
     ends = np.asarray(resolve(cand, n, params.min_size, params.max_size), dtype=np.int64)
     offsets = np.concatenate([np.zeros(1, np.int64), ends])
     return ends, blake3_many(data, offsets, key)
+
+
+SEGMENT = 256 << 20  # chunk_hash_host: bytes per copy to the device
+
+
+def chunk_hash_host(buf, params: CdcParams | None = None, key: bytes | None = None, *,
+                    segment: int = SEGMENT) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`chunk_hash` of a buffer in host memory, copied to the device segment by
+    segment while the segments already there are scanned and their chunks hashed.
+
+    Every copy is queued at once on a stream of its own (from pinned memory they run
+    beside the kernels); the scan of segment ``k`` waits only for its own copy. After each
+    segment, the minimum and maximum sizes are applied to all candidates so far (``n`` =
+    the bytes so far): every cut before the end of the bytes so far is final, since a cut
+    depends only on candidates before it, so the chunks up to the last such cut are hashed
+    at once, and only the chunk still open waits for the next segment. The result is
+    identical to :func:`chunk_hash` of the same bytes (``tests/test_cuda_hash.py``).
+    """
+    params = params or CdcParams()
+    if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1:
+        raise ValueError(f"segment must be a positive number of bytes, got {segment!r}")
+    dev = cuda_runtime.current()
+    src = np.frombuffer(buf, np.uint8) if not isinstance(buf, np.ndarray) else \
+        np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+    n = len(src)
+    if n == 0:
+        return np.empty(0, np.int64), np.empty((0, 32), np.uint8)
+    data = dev.xp.empty(n, dtype=dev.xp.uint8)
+    bounds = [(a, min(a + segment, n)) for a in range(0, n, segment)]
+    copied = [dev.to_device_async(src[a:b], data, a) for a, b in bounds]
+    cands: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
+    done = 0  # the end of the last chunk hashed
+    for (a, b), event in zip(bounds, copied):
+        dev.wait(event)
+        cands.append(cdc_candidates(data[:b], a, params.mask))
+        every = np.concatenate(cands)
+        resolve = _registry.select(RESOLVE, every, b, params.min_size, params.max_size)
+        cuts = np.asarray(resolve(every, b, params.min_size, params.max_size), dtype=np.int64)
+        final = cuts if b == n else cuts[:-1]  # the last cut at b < n is only the data's end
+        new = final[final > done]
+        if len(new):
+            ids.append(blake3_many(data, np.concatenate([[done], new]).astype(np.int64), key))
+            ends.append(new)
+            done = int(new[-1])
+    return np.concatenate(ends), np.concatenate(ids)

@@ -168,9 +168,13 @@ def counting_candidate_backend():
         """inputs of 1 MiB and more"""
         return len(buf) >= 1 << 20
 
+    real = _registry._KERNELS["cdc_candidates"].get("cuda")  # the real cuda backend, kept
     K.register_kernel("cdc_candidates", cuda=lambda: cdc_candidates, is_usable_for={"cuda": large})
     yield calls
-    del _registry._KERNELS["cdc_candidates"]["cuda"]
+    if real is None:
+        del _registry._KERNELS["cdc_candidates"]["cuda"]
+    else:
+        _registry._KERNELS["cdc_candidates"]["cuda"] = real
     _registry._PLANS.pop("cdc_candidates", None)
 
 

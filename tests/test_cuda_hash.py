@@ -57,6 +57,21 @@ def test_chunk_hash_equals_the_cpu_pipeline(cuda_device, params, key):
         assert np.array_equal(ids, want_ids), name
 
 
+@pytest.mark.parametrize("segment", [1, 777, 4096, 100_000, 1 << 30])
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "keyed"])
+def test_chunk_hash_host_pipelines_segments_to_the_same_chunks(cuda_device, segment, key):
+    for params in (CdcParams(), SMALL):
+        for name, data in inputs().items():
+            if len(data) > 64 * segment:
+                continue  # a launch and a resolve per segment: tiny segments on small inputs
+            ends, ids = hash_cuda.chunk_hash_host(data, params, key=key, segment=segment)
+            want_ends, want_ids = cpu(data, params, key)
+            assert ends.tolist() == want_ends.tolist(), (name, segment)
+            assert np.array_equal(ids, want_ids), (name, segment)
+    with pytest.raises(ValueError, match="segment must be a positive"):
+        hash_cuda.chunk_hash_host(b"x", segment=0)
+
+
 def test_a_host_buffer_is_copied_to_the_device_first(cuda_device):
     data = inputs()["random"]
     ends, ids = hash_cuda.chunk_hash(data.tobytes(), SMALL)
