@@ -2,6 +2,7 @@
 #   make demo   create .venv, install, run the end-to-end demo
 #   make test   create/update .venv, install .[dev], run the tests
 #   make bench  run the benchmarks (see docs/benchmarks.md)
+#   make docs   build the documentation site into site/ (MkDocs, warnings are errors)
 #   make test-gpu, make bench-gpu   the GPU tests and benchmark, on a CUDA node
 #   make soak   the long fault, fuzz, race and object-storage runs (see docs/faults.md)
 
@@ -14,7 +15,7 @@ TORCH_VERSION ?= 2.13.0
 PIP_FLAGS ?= -q --disable-pip-version-check
 BENCH_SIZE ?= 1GiB
 
-.PHONY: demo test test-gpu bench-gpu soak bench bench-startup bench-data bench-data-large bench-dist bench-peers bench-registry bench-drift-peers bench-drift-large lint venv install install-dev install-torch clean
+.PHONY: demo test docs test-gpu bench-gpu soak bench bench-startup bench-data bench-data-large bench-dist bench-peers bench-registry bench-drift-peers bench-drift-large lint venv install install-dev install-torch clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +68,12 @@ soak: install-dev install-torch
 	-$(PIP) install $(PIP_FLAGS) atheris==3.0.0
 	$(PY) -m pytest -m "soak or s3" -q tests --ignore=tests/faults
 	MLOPS_FAULT_REPORT=$(FAULT_REPORT) $(PY) -m pytest -m soak -s -q tests/faults
+
+# The documentation site (MkDocs, API reference from the docstrings by mkdocstrings) in
+# site/; warnings (a broken link or anchor, a docstring that does not parse) are errors.
+docs: $(PY)
+	$(PIP) install $(PIP_FLAGS) -e '.[docs]'
+	$(VENV)/bin/mkdocs build --strict -q
 
 lint: install-dev
 	$(VENV)/bin/ruff check engine kernels tests bench examples setup.py

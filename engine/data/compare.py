@@ -91,6 +91,8 @@ def status(name=None, path=".", *, store=None, progress: bool | None = None) -> 
     progress : bool, optional
         A bar while changed files are hashed; default: only if stderr is a terminal.
 
+    Notes
+    -----
     Only files whose stat differs from the stat cache are read, so an unchanged tree
     costs one ``stat`` per file.
     """

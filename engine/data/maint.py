@@ -109,6 +109,8 @@ def gc(*, store=None, keep=None, keep_last: int | None = None, grace: float = 60
         is raised before any version is deleted. gc never runs beside a writer, so it
         never deletes a chunk that a version committed meanwhile names.
 
+    Notes
+    -----
     The newest version of each dataset is always kept, so version numbers are never
     reused. Content of the other layers that write to the store (registry
     artifacts) is kept: their root providers are loaded through entry points, and
