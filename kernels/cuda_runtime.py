@@ -229,9 +229,18 @@ def _dims(v, what: str) -> tuple[int, int]:
     return (int(t[0]), int(t[1]) if len(t) > 1 else 1)
 
 
-def launch_grid(n: int, block: int = 256) -> int:
-    """Blocks of ``block`` threads that cover ``n`` items, at least one."""
-    return max(1, -(-int(n) // block))
+def launch_grid(n: int, block: int = 256, most: int | None = None) -> int:
+    """Blocks of ``block`` threads that cover ``n`` items, at least one; at most ``most``
+    (for grid-strided kernels, whose threads loop over the items past the grid)."""
+    blocks = max(1, -(-int(n) // block))
+    return blocks if most is None else min(blocks, most)
+
+
+def host_bytes(buf) -> np.ndarray:
+    """A flat uint8 NumPy view of a host buffer (bytes, memoryview, NumPy array)."""
+    if isinstance(buf, np.ndarray):
+        return np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+    return np.frombuffer(buf, np.uint8)
 
 
 class Device:
@@ -274,13 +283,17 @@ class Device:
         tensor on this device), without copying."""
         raise NotImplementedError  # pragma: no cover - overridden
 
+    def holds(self, buf) -> bool:
+        """Whether ``buf`` is this device's memory (on the emulator: any NumPy array), as
+        opposed to a host buffer that must be copied here first."""
+        return self.is_device_array(buf) and (self.emulated or not isinstance(buf, np.ndarray))
+
     def device_bytes(self, buf):
         """``buf`` as a flat uint8 array on this device: a device array as it is, any host
         buffer (bytes, memoryview, NumPy array) copied here."""
-        if self.is_device_array(buf) and (self.emulated or not isinstance(buf, np.ndarray)):
+        if self.holds(buf):
             return buf.reshape(-1).view(self.xp.uint8)
-        return self.to_device(np.frombuffer(buf, np.uint8) if not isinstance(buf, np.ndarray)
-                              else np.ascontiguousarray(buf).reshape(-1).view(np.uint8))
+        return self.to_device(host_bytes(buf))
 
     def synchronize(self) -> None:
         pass

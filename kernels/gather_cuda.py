@@ -44,7 +44,7 @@ def gather_ranges(buf, starts, lengths):
     ``buf`` is one (the emulator's arrays are NumPy arrays), else a host array.
     """
     dev = cuda_runtime.current()
-    on_device = dev.is_device_array(buf) and (dev.emulated or not isinstance(buf, np.ndarray))
+    on_device = dev.holds(buf)
     src = dev.device_bytes(buf)
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
@@ -59,7 +59,7 @@ def gather_ranges(buf, starts, lengths):
     total = int(dst_off[-1])
     out = dev.xp.empty(total, dtype=dev.xp.uint8)
     if total:
-        grid = min(cuda_runtime.launch_grid(total, _BLOCK), _MAX_GRID)
+        grid = cuda_runtime.launch_grid(total, _BLOCK, _MAX_GRID)
         dev.launch(SRC, "mlops_gather_ranges", grid, _BLOCK,
                    (src, dev.to_device(starts), dev.to_device(dst_off), len(starts), total, out))
     return out if on_device else dev.to_host(out)

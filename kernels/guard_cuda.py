@@ -106,7 +106,7 @@ _MAX_GRID = 1 << 16
 
 
 def _grid(n: int) -> int:
-    return min(cuda_runtime.launch_grid(n, _BLOCK), _MAX_GRID)
+    return cuda_runtime.launch_grid(n, _BLOCK, _MAX_GRID)
 
 
 def _as_u8(a) -> np.ndarray:

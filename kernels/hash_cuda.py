@@ -61,8 +61,7 @@ def chunk_hash_host(buf, params: CdcParams | None = None, key: bytes | None = No
     if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1:
         raise ValueError(f"segment must be a positive number of bytes, got {segment!r}")
     dev = cuda_runtime.current()
-    src = np.frombuffer(buf, np.uint8) if not isinstance(buf, np.ndarray) else \
-        np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+    src = cuda_runtime.host_bytes(buf)
     n = len(src)
     if n == 0:
         return np.empty(0, np.int64), np.empty((0, 32), np.uint8)

@@ -69,7 +69,7 @@ BATCH_BYTES = 512 << 20
 
 
 def _launch(dev, kernel, items, *args):
-    grid = min(cuda_runtime.launch_grid(items, _BLOCK), _MAX_GRID)
+    grid = cuda_runtime.launch_grid(items, _BLOCK, _MAX_GRID)
     dev.launch(SRC, kernel, grid, _BLOCK, args)
 
 
