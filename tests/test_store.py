@@ -233,3 +233,16 @@ def test_pack_writer_publishes_in_background(tmp_path):
     published = w.close()
     assert len(published) == 10
     assert len(st.pack_ids()) == 10
+
+
+def test_a_reader_finds_chunks_another_process_published_after_it_read_the_index(tmp_path):
+    root = str(tmp_path / "s")
+    reader = Store(root)
+    (old,) = put(reader, [b"old chunk" * 100])
+    assert reader.read_chunk(old) == b"old chunk" * 100  # its index is loaded now
+    writer = Store(root)  # another process, as far as the reader can tell
+    (new,) = put(writer, [b"new chunk" * 100])
+    assert reader.read_chunk(new) == b"new chunk" * 100  # the index is read again
+    assert [r.raw for r in reader.locate_many([old, new])] == [900, 900]
+    with pytest.raises(StoreCorruption, match="referenced but not stored"):
+        reader.read_chunk(blake3.blake3(b"never stored").digest())

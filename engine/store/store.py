@@ -476,8 +476,23 @@ class Store:
             self.index.add(pid, entries)
 
     # ------------------------------------------------------------------ reads
+    def _locate_fresh(self, ids) -> np.ndarray:
+        """Index positions of ``ids``; where one is missing, the index is read again first.
+
+        Another process may have published packs since this store read its index (a
+        trainer registering a model while a long-lived process reads the registry):
+        packs are published before any record names their chunks, so a chunk that a
+        record names and the cached index lacks is looked for in a fresh index before
+        it is called missing. The open pack files stay open: packs never change.
+        """
+        pos = self.index.locate(ids)
+        if (pos < 0).any():
+            self._index = None
+            pos = self.index.locate(ids)
+        return pos
+
     def locate(self, chunk_id: bytes) -> ChunkRef:
-        pos = self.index.locate([chunk_id])
+        pos = self._locate_fresh([chunk_id])
         if pos[0] < 0:
             raise StoreCorruption(self.missing_message(f"chunk {chunk_id.hex()}"))
         ents, pnos = self.index.rows(pos)
@@ -504,7 +519,7 @@ class Store:
 
     def locate_many(self, ids) -> list[ChunkRef]:
         """Locations of many chunks in one vectorized lookup (raises if any is missing)."""
-        pos = self.index.locate(ids)
+        pos = self._locate_fresh(ids)
         if (pos < 0).any():
             missing = bytes(ids_to_array(ids)[int(np.flatnonzero(pos < 0)[0])]).hex()
             raise StoreCorruption(self.missing_message(
