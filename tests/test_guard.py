@@ -185,7 +185,7 @@ def test_numeric_range_and_tolerance(tab):
     assert g.check_row(ok) == []
     (v,) = g.check_row({**ok, "age": hi + 1.01 * t})
     assert (v.column, v.check, v.action, v.expected) == ("age", "range", "flag",
-                                                         f"[{lo - t!r}, {hi + t!r}]")
+                                                         f"[{lo - t:.10g}, {hi + t:.10g}]")
     assert Guard(p, tolerance=0.0).check_row({**ok, "age": hi + 1e-9})[0].check == "range"
     assert Guard(p, overrides={"age": {"tolerance": 1.0}}).check_row(
         {**ok, "age": hi + 0.9 * (hi - lo)}) == []

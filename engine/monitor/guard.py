@@ -319,7 +319,7 @@ class _Numeric:
         self.a_range = pol.of(name, self.range_check)
         self.a_null, self.a_type = pol.of(name, "null"), pol.of(name, "type")
         self.a_missing = pol.of(name, "missing_column")
-        self.expected = f"[{lo!r}, {hi!r}]"
+        self.expected = f"[{lo:.10g}, {hi:.10g}]"  # 212.02, not 212.01999999999998
 
     def slow(self, v, row: int):
         if v is _MISSING:
