@@ -71,7 +71,9 @@ class SlurmCluster:
         self.host = socket.gethostname()
         self.pids: dict[str, int] = {}
         self.conf = os.path.join(self.dir, "slurm.conf")
-        self.env = dict(os.environ, SLURM_CONF=self.conf)
+        # PYTHONFAULTHANDLER: a job's Python ranks print every thread's stack on SIGABRT,
+        # which wait_job sends them when a job overstays (see diagnose)
+        self.env = dict(os.environ, SLURM_CONF=self.conf, PYTHONFAULTHANDLER="1")
         self.env.pop("SLURM_JOB_ID", None)
 
     # ------------------------------------------------------------------ config
@@ -228,7 +230,51 @@ class SlurmCluster:
                 return j
             time.sleep(0.5)
         raise TimeoutError(f"job {job_id} is still {j.get('JobState')!r} after {timeout:.0f} s "
-                           f"(reason {j.get('Reason')!r}); cluster logs in {self.dir}/log")
+                           f"(reason {j.get('Reason')!r}){self.diagnose(j)}")
+
+    def diagnose(self, j: dict) -> str:
+        """What a stuck job is doing, for the failure message (the cluster's directory is
+        removed when the tests end): its processes, every Python rank's stacks (SIGABRT to
+        the ranks under slurmstepd; PYTHONFAULTHANDLER prints them into the job's output),
+        the tail of that output and of the daemons' logs."""
+        out = []
+        ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,etimes,wchan:24,args"],
+                            capture_output=True, text=True).stdout.splitlines()
+        rows = {}
+        for line in ps[1:]:
+            f = line.split(None, 5)
+            if len(f) == 6:
+                rows[int(f[0])] = (int(f[1]), line)
+
+        def under_stepd(pid: int) -> bool:
+            seen = 0
+            while pid in rows and seen < 64:
+                pid = rows[pid][0]
+                if pid in rows and "slurmstepd" in rows[pid][1]:
+                    return True
+                seen += 1
+            return False
+
+        job_procs = [pid for pid in rows if under_stepd(pid)]
+        out.append("--- processes under slurmstepd\n" + "\n".join(
+            [ps[0]] + [rows[p][1] for p in sorted(job_procs)]))
+        for pid in job_procs:
+            if "python" in rows[pid][1]:
+                try:
+                    os.kill(pid, signal.SIGABRT)
+                except OSError:
+                    pass
+        if job_procs:
+            time.sleep(3)
+        path = j.get("StdOut", "")
+        try:
+            with open(path, errors="replace") as f:
+                out.append(f"--- {path} (tail)\n" + f.read()[-6000:])
+        except OSError as e:
+            out.append(f"--- job output {path!r} unreadable: {e}")
+        for name in ["slurmctld"] + [f"slurmd-{n}" for n in self.nodes]:
+            out.append(f"--- {name}.log (tail)\n" + self.log(name)[-2500:])
+        return "\n" + "\n".join(out)
 
     def queue(self) -> list[str]:
         """Job ids squeue lists."""
