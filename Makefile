@@ -1,5 +1,5 @@
 # mlops-engine: two commands set everything up on a fresh machine.
-#   make demo   create .venv, install, run the end-to-end demo
+#   make demo   create .venv, install .[mpi] and torch, run the whole-loop demo
 #   make test   create/update .venv, install .[dev], run the tests
 #   make bench  run the benchmarks (see docs/benchmarks.md)
 #   make docs   build the documentation site into site/ (MkDocs, warnings are errors)
@@ -34,7 +34,9 @@ install-dev: $(PY)
 install-torch: $(PY)
 	$(PIP) install $(PIP_FLAGS) torch==$(TORCH_VERSION)
 
-demo: install
+# The whole loop: training needs torch (the pinned version) and MPI (mpi4py, mpich).
+demo: install-torch
+	$(PIP) install $(PIP_FLAGS) -e '.[mpi]'
 	$(VENV)/bin/mlops demo
 
 test: install-dev install-torch

@@ -90,26 +90,3 @@ def test_backends_says_why_a_backend_is_unusable():
     assert r.returncode == 0
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("cuda: "))
     assert "pip install 'mlops-engine[gpu" in line and line.count("pip install") == 1
-
-
-def test_demo_reports_reuse(tmp_path):
-    r = run("demo", "--size-mib", "8", "--dir", str(tmp_path))
-    assert r.returncode == 0, r.stderr
-    out = r.stdout
-    assert "byte-identical to the original" in out and "verify: " in out and "OK" in out
-    line = next(ln for ln in out.splitlines() if "store grew by" in ln)
-    assert int(line.split("store grew by ")[1].split(" KiB")[0]) < 3 * 1024  # 1 MiB appended + edges
-    # the registry and monitoring part: gate, lineage back to the data, drift found
-    assert "demo-model:v2 is production" in out and "rejected by the gate" in out
-    assert "lineage: demo-model:v2 <- run:" in out and "<- data:demo:v2" in out
-    assert "2 of 8 columns drifted" in out and "(f0, f1)" in out
-
-
-def test_demo_json(tmp_path):
-    r = run("demo", "--size-mib", "2", "--dir", str(tmp_path), "--json")
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)  # nothing but the JSON summary on stdout
-    assert out["ok"] and out["checkout_identical"] and out["verify"]["ok"]
-    assert [v["ref"] for v in out["versions"]] == ["demo:v1", "demo:v2"]
-    assert out["registry"]["production"] == "demo-model:v2"
-    assert out["registry"]["drifted_columns"] == ["f0", "f1"]

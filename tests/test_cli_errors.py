@@ -136,7 +136,7 @@ def test_io_error_of_a_store_command_says_what_was_recorded(monkeypatch, capsys,
 def test_demo_dir_that_is_a_file_is_a_usage_error(tmp_path, json_flag):
     f = tmp_path / "a-file"
     f.write_text("x")
-    r = mlops("demo", "--size-mib", "1", "--dir", f, *json_flag)
+    r = mlops("demo", "--fast", "--dir", f, *json_flag)
     assert r.returncode == 2, r.stderr
     assert "--dir" in r.stderr and str(f) in r.stderr and "I/O error" not in r.stderr
     assert f.read_text() == "x"
@@ -145,7 +145,7 @@ def test_demo_dir_that_is_a_file_is_a_usage_error(tmp_path, json_flag):
 def test_demo_dir_below_a_file_is_a_usage_error(tmp_path):
     f = tmp_path / "a-file"
     f.write_text("x")
-    r = mlops("demo", "--size-mib", "1", "--dir", f / "sub")
+    r = mlops("demo", "--fast", "--dir", f / "sub")
     assert r.returncode == 2 and "--dir" in r.stderr, r.stderr
 
 

@@ -8,6 +8,7 @@ it, by the pids it started. The jobs run real ``srun --mpi=pmi2`` ranks of the p
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -176,22 +177,28 @@ def steps_run(out) -> list:
     return [tuple(map(int, line.split())) for line in p.read_text().splitlines() if line]
 
 
+def job_logs(home) -> str:
+    """Every job log under ``home``'s jobs directory, for failure messages."""
+    logs = ""
+    root = os.path.join(home, "jobs")
+    for d in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        for n in sorted(os.listdir(os.path.join(root, d))):
+            if n.endswith(".out"):
+                with open(os.path.join(root, d, n), errors="replace") as f:
+                    logs += f"\n--- {n}\n" + f.read()[-6000:]
+    return logs
+
+
 def wait_for(pred, timeout, what, home=None, cluster=None, job=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
             return
         time.sleep(0.3)
-    logs = ""
-    if home is not None:  # what the job printed, to see why
-        root = os.path.join(home, "jobs")
-        for d in os.listdir(root) if os.path.isdir(root) else []:
-            for n in os.listdir(os.path.join(root, d)):
-                if n.endswith(".out"):
-                    logs += f"\n--- {n}\n" + open(os.path.join(root, d, n)).read()[-4000:]
+    logs = job_logs(home) if home is not None else ""  # what the job printed, to see why
     if cluster is not None and job is not None:
-        logs += f"\n--- scontrol show job {job}\n{cluster.job(job)}"
-        logs += "\n--- slurmctld.log\n" + cluster.log()[-3000:]
+        j = cluster.job(job)
+        logs += f"\n--- scontrol show job {job}\n{j}" + cluster.diagnose(j)
     raise TimeoutError(f"waited {timeout} s for {what}{logs}")
 
 
@@ -250,7 +257,7 @@ def test_a_job_past_its_requeue_budget_stops_with_a_clear_state(cluster, home, t
                  f"three steps of attempt {attempt}", home, cluster, job)
         cluster.run(["scancel", "--signal=USR2", job])
     j = cluster.wait_job(job, timeout=120)
-    assert j["JobState"] == "FAILED" and j["ExitCode"].startswith("3:"), j
+    assert j["JobState"] == "FAILED" and j["ExitCode"].startswith("3:"), (j, job_logs(home))
     assert j["Restarts"] == "1"  # requeued once, then stopped
     assert max(s for _, s in steps_run(out)) < STEPS * 4 - 1  # it did stop early
     (info,) = [x for x in jobs(cluster, home, "--all") if x["job_id"] == job]
@@ -314,8 +321,29 @@ def test_the_time_limit_signal_requeues_and_the_job_finishes(cluster, home, tmp_
                  str(steps), str(PAUSE))
     j = cluster.wait_job(job, timeout=300)
     ran = steps_run(out)
-    assert j["JobState"] == "COMPLETED" and int(j["Restarts"]) >= 1, j
+    assert j["JobState"] == "COMPLETED" and int(j["Restarts"]) >= 1, (j, job_logs(home))
     assert [s for _, s in ran] == list(range(steps))  # every step once, across attempts
     (info,) = [x for x in jobs(cluster, home, "--all") if x["job_id"] == job]
     assert info["attempts"] == int(j["Restarts"]) + 1
     assert "preempted (SIGTERM)" in open(info["log"]).read()
+
+
+def test_the_demo_trains_through_mlops_submit(cluster, tmp_path):
+    pytest.importorskip("torch")
+    wd = tmp_path / "demo"
+    p = cluster.run([*MLOPS, "demo", "--fast", "--slurm", "--dir", str(wd)], check=False,
+                    timeout=900, env={"PYTHONUNBUFFERED": "1"})
+    assert p.returncode == 0, p.stdout + p.stderr + job_logs(str(wd / ".mlops"))
+    submitted = re.findall(r"submitted Slurm job (\d+)", p.stdout)
+    assert len(submitted) == 2  # the training, and the retraining
+    assert f"glucose:v1 on 2 rank(s) (Slurm job {submitted[0]}, 2 nodes x 1 rank" in p.stdout
+    assert "a Russian note rejected: note: unseen_script" in p.stdout
+    assert "1 signal(s) in all" in p.stdout and "-> glucose:v2 @production" in p.stdout
+    from engine.registry import Registry
+
+    reg = Registry(str(wd / ".mlops"))
+    try:
+        run = reg.get_run(reg.get("glucose:v1").run_id)
+        assert run["slurm_job_id"] == submitted[0] and run["world_size"] == 2
+    finally:
+        reg.close()
