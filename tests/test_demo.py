@@ -133,3 +133,38 @@ def test_a_previous_demo_directory_is_reused_and_another_is_refused(tmp_path):
     (old / "notes.txt").write_text("keep me")
     assert prepare_workdir(old) == str(old)
     assert sorted(os.listdir(old)) == [MARKER, "notes.txt"]
+
+
+def test_without_mpiexec_the_training_runs_on_one_rank_and_says_so(monkeypatch, tmp_path):
+    from engine.demo import story
+
+    ran = []
+    monkeypatch.setattr(story, "_mpiexec", lambda: None)
+    monkeypatch.setattr(story.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 0, "", ""))
+    how = story._train_local(str(tmp_path), "clinic:v1", str(tmp_path / "r.json"), 2,
+                             story.FAST, {})
+    assert how.startswith("1 rank: no mpiexec here") and "mlops-engine[mpi]" in how
+    assert ran[0][ran[0].index("-n") + 1] == "1"
+
+
+def test_without_torch_the_demo_says_what_to_install(monkeypatch, tmp_path):
+    import importlib.util
+
+    from engine.demo import story
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(story.DemoError, match=r"pip install 'mlops-engine\[torch,mpi\]'"):
+        story.run_story(str(tmp_path / "wd"), str(tmp_path / "store"), settings=story.FAST)
+    assert not (tmp_path / "store").exists()  # nothing was written
+
+
+def test_a_store_that_already_has_the_demo_names_is_refused(told, tmp_path):
+    wd, r = told
+    assert r.returncode == 0, r.stderr
+    before = sorted(os.listdir(wd / ".mlops"))
+    p = demo("--fast", "--dir", str(tmp_path / "again"), "--store", str(wd / ".mlops"))
+    assert p.returncode == 1 and "already holds dataset 'clinic' and model 'glucose'" in p.stderr
+    assert sorted(os.listdir(wd / ".mlops")) == before

@@ -161,6 +161,11 @@ def run_story(workdir: str, store_root: str, *, settings: Settings = FULL, ranks
         raise DemoError("the demo trains a PyTorch model and torch is not installed: "
                         "pip install 'mlops-engine[torch,mpi]' (`make demo` installs both)")
     s = settings
+    taken = _taken(store_root)
+    if taken:
+        raise DemoError(f"the store {store_root} already holds {' and '.join(taken)}; the demo "
+                        "makes them from scratch: give a new --store (or none: the demo "
+                        "embeds one in its work directory)")
     os.makedirs(workdir, exist_ok=True)
     store = Store(store_root)
     summary: dict = {"workdir": workdir, "store": store_root, "settings": asdict(s)}
@@ -362,6 +367,23 @@ def run_story(workdir: str, store_root: str, *, settings: Settings = FULL, ranks
     summary["checks"] = checks
     summary["ok"] = all(checks.values())
     return summary
+
+
+def _taken(store_root: str) -> list[str]:
+    """What of the demo's names an existing store at ``store_root`` already holds."""
+    from .. import data as D
+    from ..registry import Registry
+
+    if not os.path.isdir(store_root) or not os.listdir(store_root):
+        return []
+    taken = [f"dataset {d.name!r}" for d in D.datasets(store=store_root) if d.name == "clinic"]
+    reg = Registry(store_root)
+    try:
+        taken += [f"{reg.kind_of(n)} {n!r}" for n in ("glucose", "clinic")
+                  if reg.kind_of(n) is not None]
+    finally:
+        reg.close()
+    return taken
 
 
 def _reused_bytes(v1, v2) -> int:
