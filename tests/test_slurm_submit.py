@@ -147,3 +147,28 @@ def test_help_explains(capsys):
     with pytest.raises(SystemExit):
         main(["jobs", "--help"])
     assert "scontrol show job" in capsys.readouterr().out
+
+
+def test_the_mpich_wheel_gets_the_ofi_netmod_under_pmi2_and_nothing_else_does(script):
+    line = "export MPIR_CVAR_CH4_NETMOD=${MPIR_CVAR_CH4_NETMOD:-ofi}"
+    kw = dict(run_id="r-0003", job_dir="/j", python="py", store="/st", cwd="/w")
+    pmi2 = slurm.SubmitOptions(mpi="pmi2").check()
+    text = slurm.render(script, [], pmi2, wheel_mpich=True, **kw).splitlines()
+    assert line in text and text.index(line) < next(
+        i for i, t in enumerate(text) if t.startswith("srun "))
+    assert line not in slurm.render(script, [], pmi2, wheel_mpich=False, **kw)  # a system MPI
+    pmix = slurm.SubmitOptions(mpi="pmix").check()
+    assert line not in slurm.render(script, [], pmix, wheel_mpich=True, **kw)
+    # a value set before sbatch wins: the default applies only when it is unset
+    out = subprocess.run(["bash", "-c", line + "; echo $MPIR_CVAR_CH4_NETMOD"], text=True,
+                         capture_output=True, env={"MPIR_CVAR_CH4_NETMOD": "ucx"}).stdout
+    assert out.strip() == "ucx"
+    assert slurm.mpich_wheel()  # this test environment has the mpi extra
+
+
+def test_the_example_batch_scripts_pick_the_ofi_netmod():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in ("cpu.sbatch", "gpu.sbatch"):
+        text = open(os.path.join(root, "examples", "slurm", name)).read()
+        assert "export MPIR_CVAR_CH4_NETMOD=${MPIR_CVAR_CH4_NETMOD:-ofi}" in text
+        assert text.index("export MPIR_CVAR_CH4_NETMOD") < text.index("\nsrun --mpi=pmi2")

@@ -257,9 +257,34 @@ def jobs_root(store: str | None = None) -> str:
     return os.path.join(os.path.abspath(root), "jobs")
 
 
+def mpich_wheel() -> bool:
+    """Whether this Python's MPI is the pip ``mpich`` wheel (the ``mpi`` extra)."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("mpich")
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+#: The MPICH network module a batch script picks for the pip ``mpich`` wheel under
+#: ``srun --mpi=pmi2`` (see :func:`render`).
+WHEEL_NETMOD = "ofi"
+
+
 def render(script: str, args, opts: SubmitOptions, *, run_id: str, job_dir: str, python: str,
-           store: str, cwd: str) -> str:
-    """The batch script of one job (see the module docstring)."""
+           store: str, cwd: str, wheel_mpich: bool = False) -> str:
+    """The batch script of one job (see the module docstring).
+
+    ``wheel_mpich``: the ranks' MPI is the pip ``mpich`` wheel. Under ``--mpi=pmi2`` the
+    script then exports ``MPIR_CVAR_CH4_NETMOD=ofi`` unless it is set: with the wheel's
+    default network module (UCX), each rank sends its UCX worker address through
+    Slurm's PMI in ``put`` lines that can be longer than the 1,024 bytes Slurm's pmi2
+    plugin reads as one request (the length varies with the address's bytes), and
+    ``MPI_Init`` then fails now and then ("mpi/pmi2: value not properly terminated",
+    then UCX "failed to unpack address"). The OFI module's addresses are short.
+    """
     sig = signal_name(opts.signal)
     q = shlex.quote
     lines = ["#!/bin/bash",
@@ -296,8 +321,14 @@ def render(script: str, args, opts: SubmitOptions, *, run_id: str, job_dir: str,
               "# SIGTERM (time limit, scancel) is the ranks' to handle: this shell waits for",
               "# srun and then requeues if asked",
               "trap 'true' TERM",
-              "",
-              'attempt=$(( ${SLURM_RESTART_COUNT:-0} + 1 ))',
+              ""]
+    if wheel_mpich and opts.mpi == "pmi2":
+        lines += ["# the pip mpich wheel under srun --mpi=pmi2: the OFI network module, whose",
+                  "# addresses fit Slurm's PMI requests (UCX's may not: MPI_Init fails now and",
+                  "# then); set MPIR_CVAR_CH4_NETMOD=ucx before sbatch to keep UCX",
+                  f"export MPIR_CVAR_CH4_NETMOD=${{MPIR_CVAR_CH4_NETMOD:-{WHEEL_NETMOD}}}",
+                  ""]
+    lines += ['attempt=$(( ${SLURM_RESTART_COUNT:-0} + 1 ))',
               'echo "mlops: job $SLURM_JOB_ID attempt $attempt on $SLURM_JOB_NODELIST at '
               '$(date -Is)"',
               " ".join(["srun", f"--mpi={opts.mpi}", "--kill-on-bad-exit=1", q(python),
@@ -382,7 +413,9 @@ def submit(script: str, args=(), opts: SubmitOptions | None = None, *, store: st
     job_dir = os.path.join(root, run_id)
     python = python or sys.executable
     text = render(os.path.abspath(script), args, opts, run_id=run_id, job_dir=job_dir,
-                  python=python, store=store, cwd=os.getcwd())
+                  python=python, store=store, cwd=os.getcwd(),
+                  wheel_mpich=os.path.realpath(python) == os.path.realpath(sys.executable)
+                  and mpich_wheel())
     path = os.path.join(job_dir, "job.sbatch")
     if dry_run:
         return Submission(None, run_id, None, path, None, text)
