@@ -194,6 +194,29 @@ def test_follow_picks_up_new_files_and_ends_on_sigterm(tmp_path):
     assert rest[-1]["windows"] == 24
 
 
+def test_sigterm_while_a_signal_is_handled_still_counts_it(tmp_path):
+    # the signal's line is out and its --on-signal command runs when SIGTERM arrives: the
+    # watch must still end with status 1 and count the signal in its summary
+    make_dir(tmp_path, shift=1.5)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "monitor", "watch", str(tmp_path / "src"),
+         "--reference", str(tmp_path / "ref.parquet"), "--window", str(WINDOW), "--ert", "100",
+         "--json", "--follow", "--interval", "0.2", "--on-signal", "sleep 2"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    killer = threading.Timer(60, proc.kill)
+    killer.start()
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "signal":
+                break
+        proc.send_signal(signal.SIGTERM)  # while `sleep 2` runs
+        rest = [json.loads(line) for line in proc.stdout]
+        rc = proc.wait()
+    finally:
+        killer.cancel()
+    assert rc == 1 and rest[-1]["event"] == "summary" and rest[-1]["signals"] >= 1, rest
+
+
 @pytest.mark.parametrize("args, msg", [
     (["watch", "MISSING", "--window", "50"], "SOURCE"),
     (["watch", "SRC", "--window", "0"], "argument --window"),

@@ -263,10 +263,6 @@ def _read_batch(path: str, predictions: str | None):
     return table.drop_columns([predictions]), table.column(predictions)
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def cmd_watch(args) -> int:
     from ..monitor import Monitor
 
@@ -282,10 +278,11 @@ def cmd_watch(args) -> int:
         done: set[str] = set()
         signals = 0
         old_term = None
-        if args.follow:  # a scheduler stops a job with SIGTERM: end as on Ctrl-C
-            old_term = signal.signal(signal.SIGTERM, _interrupt)
+        stop: list = []
+        if args.follow:  # a scheduler stops a job with SIGTERM: end after the current file
+            old_term = signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
         try:
-            while True:
+            while not stop:
                 new = sorted(n for n in os.listdir(args.source)
                              if n.endswith((".parquet", ".pq")) and n not in done)
                 for name in new:
@@ -294,14 +291,17 @@ def cmd_watch(args) -> int:
                     mon.observe(batch, preds)
                     signals = _report_windows(args, mon, first, signals, args.on_signal)
                     done.add(name)
-                if not args.follow:
+                    if stop:
+                        break
+                if not args.follow or stop:
                     break
                 time.sleep(args.interval)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C: anywhere, maybe while a window was reported
             pass
         finally:
             if old_term is not None:
                 signal.signal(signal.SIGTERM, old_term)
+        signals = len(mon.signals)  # what the monitor raised, even if a report was cut short
         if mon.window_seconds is not None:  # the data's end closes the last time window
             first = len(mon.windows)
             mon.flush()
@@ -468,8 +468,9 @@ def add_parser(sub, parser_class) -> None:
     w.add_argument("--log-dir", default=None,
                    help="write each closed window's rows there (Parquet), for `monitor replay`")
     w.add_argument("--follow", action="store_true",
-                   help="keep polling SOURCE for new files until interrupted (Ctrl-C or "
-                   "SIGTERM: the summary is printed, the exit status is as without it)")
+                   help="keep polling SOURCE for new files until interrupted (Ctrl-C, or "
+                   "SIGTERM, which ends it after the file being read: the summary is printed, "
+                   "the exit status is as without it)")
     w.add_argument("--interval", type=_interval_arg, default=2.0,
                    help="seconds between polls with --follow (default 2)")
     w.set_defaults(func=cmd_watch)
