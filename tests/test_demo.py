@@ -62,10 +62,10 @@ def test_the_story_is_told_step_by_step(told):
     # 5: one signal, after the drift began; clinic:v2 reuses most of clinic:v1
     five = line(out, "5. monitor:")
     start = int(re.search(r"drift creeping in from window (\d+)", five).group(1))
-    at = int(re.search(r"RetrainSignal at window (\d+)", five).group(1))
-    assert at >= start and "cause drift" in five and "1 signal(s) in all" in five
-    v2 = line(out, "clinic:v2:")
-    assert float(re.search(r"reused \((\d+)%", v2).group(1)) >= 50
+    at = int(re.search(r"1 RetrainSignal\(s\), at window (\d+) ", five).group(1))
+    assert at >= start and "cause drift" in five
+    assert "clinic:v2 adds 4,000 labelled patients" in five
+    assert float(re.search(r"\((\d+)%, \d+ of \d+ chunks\)", five).group(1)) >= 50
     retrain = line(out, "retrained glucose:v2 on clinic:v2")
     prod, new = map(float, re.findall(r"MAE ([\d.]+)", retrain))
     if new <= prod:
@@ -74,11 +74,11 @@ def test_the_story_is_told_step_by_step(told):
         assert retrain.endswith("the gate kept glucose:v1 in production")
     # 6: lineage, the audit log of the alias moves, the report, a verified store
     six = line(out, "6. lineage:")
-    assert re.fullmatch(r"6\. lineage: data:clinic:v2 -> run:[0-9a-f]+ -> glucose:v2 @production",
-                        six), six
-    audit = [ln for ln in out.splitlines() if ln.lstrip().startswith("audit:")]
-    assert len(audit) == 2 and "none -> v1" in audit[0] and "v1 -> v2" in audit[1]
-    report = re.search(r"HTML drift report of window \d+ .*: (\S+\.html)$", out, re.M).group(1)
+    assert re.fullmatch(r"6\. lineage: data:clinic:v2 -> run:[0-9a-f]+ -> glucose:v2 @production; "
+                        r"audit of production: none -> v1 \(gate heldout_mae<=: [\d.]+, no holder "
+                        r"to compare with\) by \S+ at [\d:]+; v1 -> v2 \(gate heldout_mae<=: "
+                        r"[\d.]+ vs [\d.]+\) by \S+ at [\d:]+", six), six
+    report = re.search(r"HTML drift report of window \d+ \(.*\): (\S+\.html); store: ", out).group(1)
     assert report.startswith(str(wd)) and open(report).read().lstrip().startswith("<!DOCTYPE")
     assert "verified, OK" in out
     assert out.rstrip().endswith(f"done, every step as expected; everything is kept in {wd}")

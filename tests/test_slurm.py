@@ -338,7 +338,7 @@ def test_the_demo_trains_through_mlops_submit(cluster, tmp_path):
     assert len(submitted) == 2  # the training, and the retraining
     assert f"glucose:v1 on 2 rank(s) (Slurm job {submitted[0]}, 2 nodes x 1 rank" in p.stdout
     assert "a Russian note rejected: note: unseen_script" in p.stdout
-    assert "1 signal(s) in all" in p.stdout and "-> glucose:v2 @production" in p.stdout
+    assert "1 RetrainSignal(s)" in p.stdout and "-> glucose:v2 @production" in p.stdout
     from engine.registry import Registry
 
     reg = Registry(str(wd / ".mlops"))

@@ -276,14 +276,12 @@ def run_story(workdir: str, store_root: str, *, settings: Settings = FULL, ranks
         mon.flush()
         sig = signals[0] if signals else None
         first_drift = s.calm_windows
+        seen = (f"5. monitor: {n_windows} windows of {s.window} requests, drift creeping in "
+                f"from window {first_drift}: {len(signals)} RetrainSignal(s)")
         if sig is not None:
-            shift_at = batches[sig.window][0]
-            say(f"5. monitor: {n_windows} windows of {s.window} requests, drift creeping in "
-                f"from window {first_drift}; RetrainSignal at window {sig.window} (shift "
-                f"{shift_at:.0%} of the way; cause {sig.cause}, CUSUM {sig.cusum:.1f} > "
-                f"{sig.threshold:.1f}; run:{sig.run_id}), {len(signals)} signal(s) in all")
-        else:
-            say(f"5. monitor: {n_windows} windows, NO RetrainSignal")
+            seen += (f", at window {sig.window} ({batches[sig.window][0]:.0%} of the shift; "
+                     f"cause {sig.cause}, CUSUM {sig.cusum:.1f} > {sig.threshold:.1f}, "
+                     f"run:{sig.run_id})")
         summary["monitor"] = {"windows": n_windows, "window_rows": s.window,
                               "drift_from_window": first_drift,
                               "signals": [x.to_dict() for x in signals]}
@@ -296,10 +294,9 @@ def run_story(workdir: str, store_root: str, *, settings: Settings = FULL, ranks
                         store=store, progress=False)
         d = D.diff(v1.ref, v2.ref, store=store)
         reused = _reused_bytes(v1, v2)
-        say(f"   {v2.ref}: {v2_table.num_rows:,} patients ({s.new_rows:,} new, labelled); "
-            f"{reused / 2**20:.1f} MiB of {v1.ref}'s {v1.bytes / 2**20:.1f} MiB reused "
-            f"({reused / v1.bytes:.0%}; {d.chunks_reused} of {d.chunks_total} chunks), "
-            f"{(v2.bytes - reused) / 1024:.0f} KiB new")
+        say(f"{seen}; {v2.ref} adds {s.new_rows:,} labelled patients and reuses "
+            f"{reused / 2**20:.1f} MiB of {v1.ref}'s {v1.bytes / 2**20:.1f} MiB "
+            f"({reused / v1.bytes:.0%}, {d.chunks_reused} of {d.chunks_total} chunks)")
         summary["data_v2"] = {"ref": v2.ref, "rows": v2_table.num_rows, "bytes": v2.bytes,
                               "reused_bytes": reused, "chunks_reused": d.chunks_reused,
                               "chunks": d.chunks_total}
@@ -338,22 +335,20 @@ def run_story(workdir: str, store_root: str, *, settings: Settings = FULL, ranks
         # 6. lineage, audit log, report, verify -----------------------------------------
         prod = reg.get("glucose@production")
         chain = _chain(reg, prod)
-        say(f"6. lineage: {' -> '.join(chain)} @production")
         moves = [h for h in reversed(reg.history("glucose")) if h["seq"] > before
                  and h["summary"].startswith("alias production of glucose")]
-        for h in moves:
-            say(f"   audit: {h['time']} {h['user']}@{h['host']}: {h['summary']}")
-        report = None
-        if sig is not None:  # the last window's drift against the training inputs
-            last = len(batches) - 1
-            rep = drift(reg.load_profile(p_in.ref), clinic.inputs(batches[last][1]))
-            report = os.path.join(report_dir, f"drift-window-{last}.html")
-            rep.to_html(report)
-            say(f"   HTML drift report of window {last} against {p_in.ref} "
-                f"({rep.summary()}): {report}")
+        audit = "; ".join(f"{h['summary'].split(': ', 1)[1]} by {h['user']}@{h['host']} at "
+                          f"{h['time'][11:19]}" for h in moves)
+        say(f"6. lineage: {' -> '.join(chain)} @production; audit of production: {audit}")
+        # the last window's drift against the training inputs, as an HTML report
+        last = len(batches) - 1
+        rep = drift(reg.load_profile(p_in.ref), clinic.inputs(batches[last][1]))
+        report = os.path.join(report_dir, f"drift-window-{last}.html")
+        rep.to_html(report)
         vr = D.verify(store=store, progress=False)
-        say(f"   store {store_root}: {vr.chunks_checked:,} chunks in {vr.packs} packs "
-            f"verified, {'OK' if vr.ok else 'PROBLEMS: ' + str(vr.problems)}")
+        say(f"   HTML drift report of window {last} ({rep.summary().split(',')[0]}): {report}; "
+            f"store: {vr.chunks_checked:,} chunks in {vr.packs} packs verified, "
+            f"{'OK' if vr.ok else 'PROBLEMS: ' + str(vr.problems)}")
         summary["lineage"] = chain
         summary["audit"] = moves
         summary["report"] = report

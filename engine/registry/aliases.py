@@ -11,6 +11,7 @@ import warnings
 from dataclasses import asdict, dataclass
 
 from .errors import GateError, GateRejected, UnknownReference
+from .index import metric_text
 from .models import ModelVersion
 from .refs import check_alias, gate_passes, parse_gate
 
@@ -102,7 +103,7 @@ class Promotion:
             elif g.held is None:
                 line += f" (gate {g.metric}{g.op}: the holder v{self.previous} has no {g.metric})"
             else:
-                line += (f" (gate {g.metric}{g.op}: {g.new} vs {g.held}"
+                line += (f" (gate {g.metric}{g.op}: {metric_text(g.new)} vs {metric_text(g.held)}"
                          f"{', FAILED' if not g.passed else ''})")
         return line + (" (FORCED)" if self.forced else "")
 

@@ -169,6 +169,15 @@ class _Writes:
         return self.db.execute(sql, args).fetchone()
 
 
+
+def metric_text(v) -> str:
+    """A metric in a summary: 10 significant digits (5.009681189, not 5.009681188964843);
+    a whole float keeps its ``.0``."""
+    if not isinstance(v, float):
+        return str(v)
+    s = f"{v:.10g}"
+    return s + ".0" if s.lstrip("-").isdigit() else s
+
 def summarize(action: dict) -> str:
     """One line of the audit trail for an action."""
     op = action.get("op")
@@ -181,9 +190,9 @@ def summarize(action: dict) -> str:
         s = f"alias {action['alias']} of {action['name']}: {prev} -> {new}"
         gate = action.get("gate")
         if gate:
-            s += f" (gate {gate['metric']}{gate['op']}: {gate['new']}"
+            s += f" (gate {gate['metric']}{gate['op']}: {metric_text(gate['new'])}"
             if gate["held"] is not None:
-                s += f" vs {gate['held']})"
+                s += f" vs {metric_text(gate['held'])})"
             elif action.get("previous"):
                 s += f", the holder v{action['previous']} has no {gate['metric']})"
             else:
