@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cuda_runtime
-from .reference_mmd import check_mmd_args, mmd2_from_sums
+from .reference_mmd import check_mmd_args, mmd2_from_sums, split_batches
 
 SRC = cuda_runtime.CudaSource("mmd", r"""
 extern "C" __global__ void mlops_rbf_gram(double* __restrict__ g, const double* __restrict__ sq,
@@ -88,13 +88,9 @@ def mmd2_permutations(z, n, perms, bandwidth):
     diag = xp.ascontiguousarray(xp.diagonal(k))
     rd = xp.ascontiguousarray(xp.stack([r, diag]))  # (2, N)
     r_h, diag_h = dev.to_host(rd)
-    x_side = n <= m
-    off, s = (0, n) if x_side else (n, m)
-    splits = len(perms) + 1
-    qc, cr, cd = (np.empty(splits, dtype=np.float64) for _ in range(3))
-    width = max(1, min(splits, BATCH_BYTES // (8 * big)))
-    for v0 in range(0, splits, width):
-        cols = min(width, splits - v0)
+    x_side, off, s, batches = split_batches(n, m, len(perms), BATCH_BYTES)
+    qc, cr, cd = (np.empty(len(perms) + 1, dtype=np.float64) for _ in range(3))
+    for v0, cols in batches:
         pbase = max(v0 - 1, 0)
         rows = perms[pbase:v0 + cols - 1]
         dp = dev.to_device(rows if len(rows) else np.zeros((1, big), np.int64))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .reference_mmd import check_mmd_args, mmd2_from_sums
+from .reference_mmd import check_mmd_args, mmd2_from_sums, split_batches
 
 _PJIT = dict(parallel=True, nogil=True, cache=True)
 
@@ -108,13 +108,9 @@ def mmd2_permutations(z, n, perms, bandwidth):
     r = np.empty(big, dtype=np.float64)
     diag = np.empty(big, dtype=np.float64)
     _row_sums(k, r, diag)
-    x_side = n <= m
-    off, s = (0, n) if x_side else (n, m)
-    splits = len(perms) + 1
-    qc, cr, cd = (np.empty(splits, dtype=np.float64) for _ in range(3))
-    width = max(1, min(splits, BATCH_BYTES // (8 * big)))
-    for v0 in range(0, splits, width):
-        cols = min(width, splits - v0)
+    x_side, off, s, batches = split_batches(n, m, len(perms), BATCH_BYTES)
+    qc, cr, cd = (np.empty(len(perms) + 1, dtype=np.float64) for _ in range(3))
+    for v0, cols in batches:
         c = np.zeros((big, cols), dtype=np.float64)
         _indicators(perms, v0, off, s, c)
         kc = k @ c

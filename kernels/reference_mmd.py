@@ -111,4 +111,25 @@ def mmd2_from_sums(qc, cr, cd, total: float, trace: float, n: int, m: int,
     return s_same + o_same - 2.0 * cross
 
 
-__all__ = ["check_mmd_args", "mmd2_from_sums", "mmd2_permutations", "mmd2_unbiased", "rbf_gram"]
+def split_batches(n: int, m: int, n_perms: int, batch_bytes: int):
+    """How the fast backends walk the splits: ``(x_side, off, s, batches)``.
+
+    The indicators mark the smaller side (``x_side``: the ``s = n`` rows of ``x`` from
+    ``off = 0``; else the ``s = m`` rows of ``y`` from ``off = n``), as
+    :func:`mmd2_from_sums` expects. The ``n_perms + 1`` splits (the observed one first)
+    go in ``batches`` of ``(first split, count)``, each ``N × count`` matrix of doubles
+    within ``batch_bytes`` (at least one split per batch).
+
+    Examples
+    --------
+    >>> split_batches(3, 2, 4, 8 * 5 * 2)
+    (False, 3, 2, [(0, 2), (2, 2), (4, 1)])
+    """
+    x_side = n <= m
+    off, s = (0, n) if x_side else (n, m)
+    splits = n_perms + 1
+    width = max(1, min(splits, batch_bytes // (8 * (n + m))))
+    return x_side, off, s, [(v0, min(width, splits - v0)) for v0 in range(0, splits, width)]
+
+
+__all__ = ["check_mmd_args", "mmd2_from_sums", "mmd2_permutations", "mmd2_unbiased", "rbf_gram", "split_batches"]
