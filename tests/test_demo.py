@@ -142,9 +142,9 @@ def test_without_mpiexec_the_training_runs_on_one_rank_and_says_so(monkeypatch, 
     monkeypatch.setattr(story, "_mpiexec", lambda: None)
     monkeypatch.setattr(story.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or
                         subprocess.CompletedProcess(cmd, 0, "", ""))
-    how = story._train_local(str(tmp_path), "clinic:v1", str(tmp_path / "r.json"), 2,
-                             story.FAST, {})
-    assert how.startswith("1 rank: no mpiexec here") and "mlops-engine[mpi]" in how
+    ranks, how = story._train_local(str(tmp_path), "clinic:v1", str(tmp_path / "r.json"), 2,
+                                    story.FAST, {})
+    assert ranks == 1 and how.startswith("1 rank: no mpiexec here") and "mlops-engine[mpi]" in how
     assert ran[0][ran[0].index("-n") + 1] == "1"
 
 

@@ -23,18 +23,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_docs_monitor import blocks
 
 ROOT = Path(__file__).resolve().parent.parent
-FENCE = re.compile(r"^```([A-Za-z0-9_-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 #: documents whose python blocks other tests run
 ELSEWHERE = {"docs/monitor.md": "tests/test_docs_monitor.py",
              "docs/object-storage.md": "tests/s3/test_s3_docs.py"}
-
-
-def blocks(text: str) -> list[tuple[str, str, int]]:
-    """(language, body, line number) of every fenced block, in order."""
-    return [(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1)
-            for m in FENCE.finditer(text)]
 
 
 def documents() -> list[str]:

@@ -78,10 +78,7 @@ def run_demo(workdir: str | None = None, *, store: str | None = None, fast: bool
 
     from ..demo import story
 
-    wd = tempfile.mkdtemp(prefix="mlops-demo-") if workdir is None else prepare_workdir(workdir)
-    if workdir is None:
-        with open(os.path.join(wd, MARKER), "w") as f:
-            json.dump({"made_by": "mlops demo"}, f)
+    wd = prepare_workdir(tempfile.mkdtemp(prefix="mlops-demo-") if workdir is None else workdir)
     store_root = os.path.abspath(store) if store is not None else os.path.join(wd, ".mlops")
     say = (lambda text: None) if as_json else (lambda text: print(text, flush=True))
     say(f"mlops demo: a clinic predicts blood glucose; work directory {wd}, store {store_root}")
@@ -101,8 +98,6 @@ def run_demo(workdir: str | None = None, *, store: str | None = None, fast: bool
 def cmd_demo(args) -> int:
     from ..demo.story import DemoError
 
-    if args.dir is not None:
-        check_workdir(args.dir, "--dir")
     try:
         return run_demo(args.dir, store=args.store, fast=args.fast, slurm=args.slurm,
                         ranks=args.ranks, seed=args.seed, as_json=args.json)

@@ -74,7 +74,7 @@ def _mpiexec():
 
 
 def _train_local(store: str, data_ref: str, out: str, ranks: int, s: Settings, env: dict):
-    """``mlops run -n RANKS train.py ...``; how many ranks ran, and how it was launched."""
+    """``mlops run -n RANKS train.py ...``; ``(ranks launched, how)``."""
     how = f"mlops run -n {ranks}"
     if ranks > 1 and _mpiexec() is None:
         ranks, how = 1, "1 rank: no mpiexec here (pip install 'mlops-engine[mpi]' for 2)"
@@ -85,11 +85,12 @@ def _train_local(store: str, data_ref: str, out: str, ranks: int, s: Settings, e
     if p.returncode != 0:
         raise DemoError(f"training on {data_ref} failed (exit {p.returncode}): "
                         f"{' '.join(cmd)}\n{_tail(p.stdout)}\n{_tail(p.stderr)}")
-    return how
+    return ranks, how
 
 
 def _train_slurm(store: str, data_ref: str, out: str, s: Settings, env: dict, say):
-    """``mlops submit --nodes 2 train.py ...``, then wait for the job to end."""
+    """``mlops submit --nodes 2 train.py ...``, then wait for the job to end;
+    ``(ranks launched, how)``."""
     from ..dist.slurm import list_jobs
 
     cmd = [sys.executable, "-m", "engine.cli", "submit", "--store", store, "--nodes", "2",
@@ -112,7 +113,7 @@ def _train_slurm(store: str, data_ref: str, out: str, s: Settings, env: dict, sa
                         log = _tail(f.read())
                 raise DemoError(f"Slurm job {job} ended {info[0].state} "
                                 f"({info[0].reason}); its log {info[0].log}:\n{log}")
-            return f"Slurm job {job}, 2 nodes x 1 rank (mlops submit)"
+            return 2, f"Slurm job {job}, 2 nodes x 1 rank (mlops submit)"
         time.sleep(1.0)
     raise DemoError(f"Slurm job {job} did not finish in 15 minutes; see `mlops jobs`")
 
@@ -127,13 +128,14 @@ def train(store: str, data_ref: str, workdir: str, tag: str, s: Settings, *, ran
     for k in ("MLOPS_RUN_ID", "SLURM_JOB_ID"):  # this process is not a job's rank
         env.pop(k, None)
     t0 = time.perf_counter()
-    how = (_train_slurm(store, data_ref, out, s, env, say) if slurm
-           else _train_local(store, data_ref, out, ranks, s, env))
+    launched, how = (_train_slurm(store, data_ref, out, s, env, say) if slurm
+                     else _train_local(store, data_ref, out, ranks, s, env))
     if not os.path.exists(out):
         raise DemoError(f"the training on {data_ref} ended without its result {out}")
     with open(out) as f:
         res = json.load(f)
     res["launch"] = how
+    res["ranks_launched"] = launched
     res["wall_seconds"] = time.perf_counter() - t0
     return res
 
@@ -187,8 +189,7 @@ def run_story(workdir: str, store_root: str, *, settings: Settings = FULL, ranks
         f"{', '.join(r1['checkpoints'])}; held-out MAE {r1['heldout_mae']:.1f} mg/dL on "
         f"{r1['heldout_rows']:,} patients")
     summary["train_v1"] = r1
-    checks["trained_on_ranks"] = r1["world_size"] == (
-        2 if slurm else ranks if _mpiexec() is not None else 1)
+    checks["trained_on_ranks"] = r1["world_size"] == r1["ranks_launched"]
 
     # 3. profiles and promotion ---------------------------------------------------------
     reg = Registry(store)
